@@ -1,0 +1,55 @@
+/* ops: whole-column frame operators (select, filter, take, sort, distinct, head, concat,
+ * compare-filter). Depends on frame and mr_error. Every operator reads its input frames
+ * and returns a new frame (NULL + e filled on failure); inputs are never modified. */
+#ifndef LUAMR_OPS_H
+#define LUAMR_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+
+/* Columns by name, in the given order; unknown name -> MR_ENOTFOUND naming it. */
+frame *ops_select(const frame *f, const char *const *names, size_t n, mr_err *e);
+/* Rows where keep[i] != 0 (keep has frame_nrows entries). */
+frame *ops_filter_mask(const frame *f, const uint8_t *keep, mr_err *e);
+/* Rows idx[0..n) in that order (gather). */
+frame *ops_take(const frame *f, const size_t *idx, size_t n, mr_err *e);
+/* First n rows. */
+frame *ops_head(const frame *f, size_t n, mr_err *e);
+/* All frames stacked (schema union by name, as frame_append_frame). */
+frame *ops_concat(const frame *const *frames, size_t n, mr_err *e);
+
+typedef enum ops_cmp { OPS_EQ, OPS_NE, OPS_LT, OPS_LE, OPS_GT, OPS_GE } ops_cmp;
+/* Parses "==", "=", "~=", "!=", "<", "<=", ">", ">="; -1 if unknown. */
+int ops_cmp_parse(const char *s, ops_cmp *out);
+typedef struct ops_value {
+    enum { OPS_VNULL, OPS_VNUM, OPS_VSTR, OPS_VBOOL } kind;
+    double num;
+    const char *str;
+    size_t len;
+    int b;
+} ops_value;
+/* Rows where column `col` <cmp> value; nulls never match (SQL semantics). */
+frame *ops_filter_cmp(const frame *f, const char *col, ops_cmp cmp, const ops_value *v,
+                      mr_err *e);
+
+typedef struct ops_sort_key {
+    const char *col;
+    int descending;   /* nulls sort last in both directions */
+} ops_sort_key;
+/* Stable sort by several keys. */
+frame *ops_sort(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e);
+/* The sorted row order without building a frame (n = frame_nrows). Caller frees. */
+size_t *ops_sort_index(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e);
+/* Distinct rows over the named columns (all columns when n == 0), first occurrence kept,
+ * input order preserved. */
+frame *ops_distinct(const frame *f, const char *const *cols, size_t n, mr_err *e);
+
+/* Hash of row i over the given columns (used by distinct, group-by, join, shuffle). */
+uint64_t ops_hash_row(const frame_col *const *cols, size_t ncols, size_t row);
+/* Rows a[i] and b[j] equal over parallel column lists (nulls equal each other). */
+int ops_rows_equal(const frame_col *const *a, size_t i, const frame_col *const *b, size_t j,
+                   size_t ncols);
+
+#endif

@@ -1,0 +1,63 @@
+/* script: the user's job script in a sandboxed LuaJIT state — the only unit (with the
+ * other files in lua/) that touches the Lua stack. Depends on engine (frame, ops, groupby,
+ * join), connectors (reader, warc) and LuaJIT.
+ *
+ * A job script returns a table with map, reduce and/or combine functions. One script
+ * object (one lua_State) per worker process; it is reused across the tasks that worker
+ * runs. User code always runs under lua_pcall with a traceback handler; chunks are named
+ * "@path" so errors carry file:line. */
+#ifndef LUAMR_SCRIPT_H
+#define LUAMR_SCRIPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../connectors/reader.h"
+#include "../engine/frame.h"
+#include "../engine/mr_error.h"
+
+typedef struct script script;
+
+/* Loads the job script; source may be NULL (read path from disk), else the script text
+ * (e.g. fetched from S3) with path used for the chunk name. Fails on a syntax error
+ * (file:line), a script that does not return a table, or one with neither map nor reduce. */
+script *script_create(const char *path, const char *source, size_t source_len, mr_err *e);
+void script_free(script *s);        /* accepts NULL */
+/* Does the job table define this function ("map", "reduce", "combine", "partition")? */
+int script_has(const script *s, const char *fn);
+
+typedef void (*script_log_fn)(void *ud, const char *level, const char *msg);
+typedef void (*script_counter_fn)(void *ud, const char *name, double value);
+
+/* What a task's ctx shows the script and what the engine needs back. */
+typedef struct script_task {
+    const char *run_id;
+    const char *kind;           /* "map", "reduce", "combine" */
+    int index;                  /* task number (0-based) */
+    int ntasks;
+    const char *input_uri;      /* map: the manifest entry */
+    const char *format;         /* map: "lines", "csv", "tsv", "jsonl", "warc" */
+    const reader_opts *ropts;   /* map: reader options (format, schema, sample, range) */
+    reader_bad_fn on_bad;       /* bad input records go here */
+    void *bad_ud;
+    script_log_fn log;          /* ctx:log(...) / print() go here */
+    void *log_ud;
+    double deadline;            /* wall-clock seconds (CLOCK_REALTIME) or 0; past it the
+                                   script is stopped with MR_ETIMEOUT naming the line */
+    /* filled by the run: */
+    uint64_t records_in;        /* input records the task read */
+    uint64_t bytes_in;
+} script_task;
+
+/* map(input, ctx): returns the task's output frame (the returned frame, or the rows the
+ * script emitted with ctx:emit when it returned nil). */
+frame *script_run_map(script *s, script_task *t, mr_err *e);
+/* reduce(frame, ctx) / combine(frame, ctx): input is the concatenated mapper output
+ * (ownership stays with the caller). */
+frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script_task *t,
+                           mr_err *e);
+/* Calls fn for every ctx:count(name, n) total the script accumulated since the last call,
+ * then resets them. */
+void script_drain_counters(script *s, script_counter_fn fn, void *ud);
+
+#endif
