@@ -27,7 +27,7 @@ mr_code storage_remove(const char *uri, mr_err *e);
 int storage_stat(const char *uri, uint64_t *size, mr_err *e);
 mr_code storage_put_file(const char *local_path, const char *uri, mr_err *e);
 mr_code storage_get_file(const char *uri, const char *local_path, mr_err *e);
-/* "s3" for "s3://...", NULL for local paths. */
+/* 1 for a "scheme://..." URI other than file://, 0 for local paths. */
 int storage_is_remote(const char *uri);
 /* Joins a base folder/prefix and a relative name with exactly one '/'. Caller frees. */
 char *storage_join(const char *base, const char *name);

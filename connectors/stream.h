@@ -39,7 +39,7 @@ stream *stream_gunzip(stream *inner, mr_err *e);
 
 /* Reads up to n bytes; 0 at end, -1 on error. */
 ssize_t stream_read(stream *s, void *buf, size_t n, mr_err *e);
-/* Next line without its '\n' (and a trailing '\r' stripped) in *line/*len; the pointer is
+/* Next line without its '\n' (and a trailing '\r' stripped) in *line and *len; the pointer is
  * valid until the next call. Returns 1, 0 at end, -1 on error (including a line longer
  * than max_line bytes, MR_ELIMIT). */
 int stream_readline(stream *s, const char **line, size_t *len, mr_err *e);

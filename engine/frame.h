@@ -56,7 +56,8 @@ int frame_col_index(const frame *f, const char *name);            /* -1 if absen
  * Fails (NULL) on a duplicate name or out of memory. */
 frame_col *frame_add_col(frame *f, const char *name, frame_type t, mr_err *e);
 /* Takes ownership of a standalone column (from frame_col_create); its length must equal
- * frame_nrows (or the frame has no columns yet). Replaces a column of the same name. */
+ * frame_nrows (or the frame has no columns yet). Replaces a column of the same name.
+ * On failure the caller still owns c. */
 mr_code frame_attach_col(frame *f, frame_col *c, mr_err *e);
 /* Removes and frees the named column; MR_ENOTFOUND if absent. */
 mr_code frame_drop_col(frame *f, const char *name, mr_err *e);
@@ -72,6 +73,7 @@ size_t frame_mem_bytes(const frame *f);
 /* ---- standalone columns ---- */
 frame_col *frame_col_create(const char *name, frame_type t, size_t cap_hint);
 void frame_col_free(frame_col *c);         /* accepts NULL */
+/* Ensures room for `rows` rows and `arena_bytes` string bytes in total (not additional). */
 mr_code frame_col_reserve(frame_col *c, size_t rows, size_t arena_bytes);
 mr_code frame_col_rename(frame_col *c, const char *name);
 
@@ -83,6 +85,14 @@ mr_code frame_col_push_str(frame_col *c, const char *s, size_t n);
 mr_code frame_col_push_null(frame_col *c);
 /* Appends row src_row of src (same type) to c, null-preserving. */
 mr_code frame_col_push_from(frame_col *c, const frame_col *src, size_t src_row);
+/* Appends every row of src (same type, or int64 src into a float64 c; an all-null src
+ * of any type appends nulls). MR_EINVAL on other type mismatches. */
+mr_code frame_col_append_col(frame_col *c, const frame_col *src);
+/* Deep copy (name included); NULL when out of memory. */
+frame_col *frame_col_clone(const frame_col *src);
+/* Allocates the null byte array (zeroed, cap entries) if absent, so bulk writers that
+ * fill v[] directly can set nulls[i]. Null cells hold 0 / an empty string by convention. */
+mr_code frame_col_ensure_nulls(frame_col *c);
 
 static inline int frame_col_is_null(const frame_col *c, size_t i)
 {
@@ -99,7 +109,8 @@ double frame_col_num(const frame_col *c, size_t i);
 /* ---- whole-frame helpers ---- */
 /* Appends all rows of src to dst; columns matched by name, missing ones padded with
  * nulls, int64 widened to float64 where the other side is float64. Creates columns in
- * dst that it lacks when dst has no rows. */
+ * dst that it lacks (null-padded for dst's existing rows). An entirely-null column takes
+ * the other side's type. Other type clashes fail with MR_EINVAL before dst is touched. */
 mr_code frame_append_frame(frame *dst, const frame *src, mr_err *e);
 
 /* Writes f as an aligned text table (at most max_rows rows, "..." after) into a

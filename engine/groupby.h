@@ -1,11 +1,25 @@
-/* groupby: hash aggregation (group_by(keys):agg{...}) and exact quantiles over frames.
- * Depends on frame, ops (hashing) and mr_error. */
+/* groupby: hash aggregation (group_by(keys):agg{...}), exact quantiles, and the
+ * partial/merge pair that lets mappers pre-aggregate (combiner) before the shuffle.
+ * Depends on frame, ops (row hashing for multi-column keys), sketch and mr_error.
+ *
+ * Semantics shared by groupby_run and groupby_merge:
+ *  - nulls in key columns form their own group; nulls in value columns are skipped
+ *    (NaN float64 values are skipped too by QUANTILE and APPROX_QUANTILE);
+ *  - a group with no non-null values gets null for SUM, MEAN, MIN, MAX, FIRST and the
+ *    quantiles, 0 for COUNT and COUNT_DISTINCT (SQL semantics);
+ *  - output types: COUNT/COUNT_DISTINCT int64; SUM int64 for int64/bool input, else
+ *    float64; MEAN and the quantiles float64; MIN/MAX/FIRST keep the input type
+ *    (MIN/MAX accept numbers, bools and strings; strings compare bytewise);
+ *  - an empty frame gives zero rows with keys, one row without (count 0, others null);
+ *  - agg.out NULL names the column after agg.col (or "count"); duplicate output names
+ *    are an error. */
 #ifndef LUAMR_GROUPBY_H
 #define LUAMR_GROUPBY_H
 
 #include <stddef.h>
 
 #include "frame.h"
+#include "mr_error.h"
 
 typedef enum groupby_fn {
     GROUPBY_COUNT,          /* rows in the group (col NULL) or non-null values of col */
@@ -36,5 +50,39 @@ frame *groupby_run(const frame *f, const char *const *keys, size_t nkeys,
  * h = (n-1)q, result = x[floor h] + (h - floor h)(x[floor h + 1] - x[floor h]).
  * Reorders v (selection, not a full sort). NaN when n == 0. */
 double groupby_quantile(double *v, size_t n, double q);
+
+/* ---- combiner support ----
+ * groupby_partial computes per-group partial states from a mapper's rows; any number of
+ * partial frames, concatenated (ops_concat / frame_append_frame, any order of rows),
+ * are folded by groupby_merge into exactly what groupby_run would have produced on all
+ * the original rows (group order: first appearance in the concatenated partials).
+ * The same keys and aggs must be passed to both calls.
+ *
+ * Partial frame layout: the key columns (same names and types), then per aggregate:
+ *   COUNT            <out>            int64  count
+ *   SUM              <out>            int64/float64 sum, null when no values yet
+ *   MIN, MAX, FIRST  <out>            input type, null when no values yet
+ *   MEAN             <out>.sum        float64 sum (null when no values)
+ *                    <out>.count      int64   non-null values
+ *   APPROX_QUANTILE  <out>.sketch     string: sketch_serialize bytes (null when empty)
+ *   QUANTILE         <out>.values     string: the group's non-null values, packed
+ *                                     little-endian float64 (exact needs them all)
+ *   COUNT_DISTINCT   <out>.distinct   string: the group's distinct non-null values:
+ *                                     a type byte 'i' (int64/bool as int64) or 'f'
+ *                                     then 8-byte LE values, or 's' then per value a
+ *                                     4-byte LE length and the bytes
+ * String cells are binary (may hold NUL bytes); the intermediate format must keep bytes.
+ * A partial frame has one row per group, so it is never larger than its input for the
+ * mergeable aggregates; QUANTILE and COUNT_DISTINCT partials are as large as the values. */
+frame *groupby_partial(const frame *f, const char *const *keys, size_t nkeys,
+                       const groupby_agg *aggs, size_t naggs, mr_err *e);
+frame *groupby_merge(const frame *partials, const char *const *keys, size_t nkeys,
+                     const groupby_agg *aggs, size_t naggs, mr_err *e);
+
+/* Name <-> enum for the script layer: "count", "count_distinct", "sum", "mean"
+ * (also "avg"), "min", "max", "first", "quantile" (also "percentile"),
+ * "approx_quantile" (also "approx_percentile"). -1 if unknown. */
+int groupby_fn_parse(const char *name, groupby_fn *out);
+const char *groupby_fn_name(groupby_fn fn);
 
 #endif

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds luamr and runs every test: the Check unit tests and the end-to-end tests
+# (including S3 against a local S3-compatible server), then the same suite built with
+# AddressSanitizer and UndefinedBehaviorSanitizer. Installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh --test
+
+jobs=$(nproc)
+run_suite() {
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  (cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900)
+}
+
+echo "== release build: unit and end-to-end tests"
+run_suite build
+if [ "${LUAMR_SKIP_SANITIZE:-0}" != "1" ]; then
+  echo "== ASan + UBSan build: the same suite"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    LUAMR_SANITIZED=1 run_suite build-asan -DLUAMR_SANITIZE=ON
+fi
