@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_pkgs="build-essential cmake pkg-config libluajit-5.1-dev luajit libcjson-dev libcurl4-openssl-dev zlib1g-dev libdeflate-dev libssl-dev check"
-test_pkgs="gawk mawk awscli nodejs npm libdeflate-tools wget python3 zip unzip binutils clang"
+test_pkgs="bc gawk mawk awscli nodejs npm libdeflate-tools wget python3 zip unzip binutils clang"
 
 want="$build_pkgs"
 [ "${1:-}" = "--test" ] && want="$build_pkgs $test_pkgs"

@@ -1,0 +1,44 @@
+/* lframe: frames as Lua userdata (metatable "luamr.frame"), the grouped object returned by
+ * f:group_by (metatable "luamr.grouped") and the global `frame` table. Depends on
+ * engine (frame, ops, groupby, join) and LuaJIT; used by script.c and linput.c.
+ *
+ * A frame userdata either owns its frame (freed in __gc) or borrows one the engine owns
+ * (a reduce input): a borrowed frame is copied on the first mutation and becomes invalid
+ * once the call that received it returns. Frames returned to the engine are moved out of
+ * their userdata when they were created by the task that returns them, else copied. */
+#ifndef LUAMR_LFRAME_H
+#define LUAMR_LFRAME_H
+
+#include <lua.h>
+
+#include "../engine/frame.h"
+#include "../engine/mr_error.h"
+
+/* Creates the metatables and sets the global `frame`. Leaves the stack as it was. */
+void lframe_register(lua_State *L);
+
+/* Pushes the method tables of frames and grouped objects (for the prelude to extend). */
+void lframe_push_methods(lua_State *L);
+void lframe_push_grouped_methods(lua_State *L);
+
+/* Pushes a new frame userdata owning f. Frees f and raises on failure. */
+void lframe_push(lua_State *L, frame *f);
+/* Pushes a userdata borrowing f (copy-on-write). Invalidate it with lframe_release. */
+void lframe_push_borrowed(lua_State *L, const frame *f);
+/* Ends a borrow: the userdata at idx no longer refers to the engine's frame. */
+void lframe_release(lua_State *L, int idx);
+
+/* The frame of the userdata at idx, or NULL when the value is not a (valid) frame. */
+const frame *lframe_get(lua_State *L, int idx);
+/* Hands the frame at idx to the engine: moved out when created in the current epoch,
+ * else copied. NULL + e when idx is not a valid frame or the copy fails. */
+frame *lframe_take(lua_State *L, int idx, mr_err *e);
+
+/* Appends the row table at tidx to the frame userdata at fidx (as f:append). Raises. */
+void lframe_append_row(lua_State *L, int fidx, int tidx);
+
+/* Frames created while the epoch is current count as the task's own (see lframe_take).
+ * The script bumps the epoch at the start of every task. */
+void lframe_set_epoch(lua_State *L, unsigned epoch);
+
+#endif
