@@ -4,7 +4,7 @@
  *
  * Semantics shared by groupby_run and groupby_merge:
  *  - nulls in key columns form their own group; nulls in value columns are skipped
- *    (NaN float64 values are skipped too by QUANTILE and APPROX_QUANTILE);
+ *    (NaN float64 values are skipped too by MIN, MAX and the quantiles);
  *  - a group with no non-null values gets null for SUM, MEAN, MIN, MAX, FIRST and the
  *    quantiles, 0 for COUNT and COUNT_DISTINCT (SQL semantics);
  *  - output types: COUNT/COUNT_DISTINCT int64; SUM int64 for int64/bool input, else

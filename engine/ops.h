@@ -42,8 +42,9 @@ typedef struct ops_sort_key {
 frame *ops_sort(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e);
 /* The sorted row order without building a frame (n = frame_nrows). Caller frees. */
 size_t *ops_sort_index(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e);
-/* Distinct rows over the named columns (all columns when n == 0), first occurrence kept,
- * input order preserved. */
+/* Rows whose values over the named columns (all columns when n == 0) were not seen
+ * before: first occurrence kept with all its columns, input order preserved. Numbers
+ * compare by value across int64/float64, NaN equals NaN, null equals null. */
 frame *ops_distinct(const frame *f, const char *const *cols, size_t n, mr_err *e);
 
 /* Hash of row i over the given columns (used by distinct, group-by, join, shuffle). */
@@ -51,5 +52,9 @@ uint64_t ops_hash_row(const frame_col *const *cols, size_t ncols, size_t row);
 /* Rows a[i] and b[j] equal over parallel column lists (nulls equal each other). */
 int ops_rows_equal(const frame_col *const *a, size_t i, const frame_col *const *b, size_t j,
                    size_t ncols);
+/* The mixing ops_hash_row is built on, for callers hashing their own keys. (ops_hash_row
+ * hashes an integral float64 as the int64 it equals, so 1 and 1.0 hash alike.) */
+uint64_t ops_hash_bytes(const void *data, size_t len, uint64_t seed);
+uint64_t ops_hash_u64(uint64_t v);
 
 #endif

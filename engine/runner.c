@@ -11,6 +11,7 @@
 #include "../connectors/storage.h"
 #include "../connectors/stream.h"
 #include "../connectors/writer.h"
+#include "../lambda/executor.h"
 #include "../lua/script.h"
 #include "imf.h"
 #include "plan.h"
@@ -18,6 +19,10 @@
 #include "task.h"
 
 #define RUNNER_MAX_SOURCE (16u << 20)
+
+/* Task numbers of the map phase map onto mapper indexes through this table so resumed
+ * tasks can be left out. */
+static int *runner_todo;
 
 /* Everything one run needs; forked workers inherit it. */
 typedef struct run {
@@ -226,6 +231,44 @@ static void runner_summary(run *r, mr_code code, const mr_err *e)
 
 static void runner_worker_run(void *ud, int task, int attempt, task_result *res);
 
+mr_code lambda_executor_run(const lambda_job *job, mr_err *e) __attribute__((weak));
+
+static int runner_uses_lambda(const run *r)
+{
+    const char *ex = r->o->executor ? r->o->executor : r->c->executor;
+    return ex && strcmp(ex, "lambda") == 0;
+}
+
+/* The event a Lambda invocation gets for one task of this run. */
+static char *runner_event(void *ud, int task)
+{
+    run *r = ud;
+    int index = r->phase == TASK_MAP && runner_todo ? runner_todo[task] : task;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "config", r->o->config_uri);
+    cJSON_AddStringToObject(o, "runId", r->run_id);
+    cJSON_AddStringToObject(o, "kind", task_kind_name(r->phase));
+    cJSON_AddNumberToObject(o, "index", index);
+    if (r->o->from_run) cJSON_AddStringToObject(o, "fromRun", r->o->from_run);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static mr_code runner_lambda(run *r, int ntasks, int workers, int attempts, mr_err *e)
+{
+    MR_CHECK(lambda_executor_run, e, MR_EINVAL, "this luamr was built without the Lambda executor");
+    const char *fn = r->o->function ? r->o->function : r->c->function;
+    MR_CHECK(fn && *fn, e, MR_EINVAL,
+             "the lambda executor needs a function: --function NAME or compute.function");
+    MR_CHECK(storage_is_remote(r->o->config_uri), e, MR_EINVAL,
+             "the lambda executor needs the config on S3 (luamr upload CONFIG puts it there), "
+             "not the local path %s", r->o->config_uri);
+    lambda_job job = {ntasks, workers, attempts, fn, r->c->region, runner_event, runner_task_done,
+                      runner_tick, r};
+    return lambda_executor_run(&job, e);
+}
+
 static mr_code runner_pool(run *r, task_kind phase, int ntasks, mr_err *e)
 {
     r->phase = phase;
@@ -234,10 +277,17 @@ static mr_code runner_pool(run *r, task_kind phase, int ntasks, mr_err *e)
     r->phase_start = runner_now();
     int workers = r->c->concurrency > 0 ? r->c->concurrency : 1;
     if (r->o->concurrency > 0) workers = r->o->concurrency;
-    if (workers > ntasks) workers = ntasks;
-    pool_job job = {ntasks, workers, r->c->max_attempts > 0 ? r->c->max_attempts : 1,
-                    runner_worker_run, runner_task_done, runner_tick, r};
-    mr_code code = pool_run(&job, e);
+    int attempts = r->c->max_attempts > 0 ? r->c->max_attempts : 1;
+    mr_code code;
+    if (runner_uses_lambda(r)) {
+        code = runner_lambda(r, ntasks, r->o->concurrency > 0 ? r->o->concurrency
+                                        : r->c->concurrency > 0 ? r->c->concurrency : 100,
+                             attempts, e);
+    } else {
+        if (workers > ntasks) workers = ntasks;
+        pool_job job = {ntasks, workers, attempts, runner_worker_run, runner_task_done, runner_tick, r};
+        code = pool_run(&job, e);
+    }
     runner_progress(r, 1);
     return code;
 }
@@ -252,9 +302,6 @@ static int runner_map_task_needed(run *r, int i)
     return imf_verify(r->intermediates[i], &e) != MR_OK;
 }
 
-/* Task numbers of the map phase map onto mapper indexes through this table so resumed
- * tasks can be left out. */
-static int *runner_todo;
 
 static void runner_worker_run(void *ud, int task, int attempt, task_result *res)
 {
@@ -526,6 +573,41 @@ mr_code runner_run(const runner_opts *o, mr_err *e)
     free(r.intermediates);
     free(runner_todo);
     runner_todo = NULL;
+    plan_clear(&r.p);
+    free(r.run_dir);
+    free(r.error_dir);
+    free(r.output);
+    cJSON_Delete(r.counters);
+    config_free(r.c);
+    return code;
+}
+
+mr_code runner_run_task(const runner_opts *o, task_kind kind, int index, task_result *res,
+                        mr_err *e)
+{
+    run r = {0};
+    r.o = o;
+    r.start = runner_now();
+    r.counters = cJSON_CreateObject();
+    mr_code code = runner_prepare(&r, e);
+    if (code == MR_OK && kind == TASK_MAP && (index < 0 || (size_t)index >= r.p.n))
+        code = mr_fail(e, MR_EINVAL, "map task %d does not exist: the plan has %zu tasks", index, r.p.n);
+    if (code == MR_OK && kind != TASK_MAP && r.c->mode == CONFIG_REDUCER_ONLY)
+        code = runner_find_intermediates(&r, e);
+    if (code == MR_OK && kind != TASK_MAP && r.c->mode != CONFIG_REDUCER_ONLY) {
+        r.nintermediates = r.p.n;
+        r.intermediates = calloc(r.p.n, sizeof *r.intermediates);
+        for (size_t i = 0; r.intermediates && i < r.p.n; i++)
+            r.intermediates[i] = task_intermediate_uri(r.run_dir, (int)i);
+    }
+    if (code == MR_OK) {
+        r.phase = kind;
+        runner_worker_run(&r, index, 1, res);
+        code = res->failed ? mr_fail(e, res->code, "%s", res->error) : MR_OK;
+    }
+    script_free(r.s);
+    for (size_t i = 0; i < r.nintermediates; i++) free(r.intermediates[i]);
+    free(r.intermediates);
     plan_clear(&r.p);
     free(r.run_dir);
     free(r.error_dir);

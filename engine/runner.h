@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "mr_error.h"
+#include "task.h"
 
 typedef struct runner_opts {
     const char *config_uri;   /* local path or s3:// URI */
@@ -31,5 +32,11 @@ config *runner_load_config(const char *uri, mr_err *e);
 mr_code runner_validate(const char *config_uri, mr_err *e);
 /* Runs the job; returns MR_OK on success (e names the failing task otherwise). */
 mr_code runner_run(const runner_opts *o, mr_err *e);
+
+/* Runs one task of a run in this process, as a Lambda invocation does: o->config_uri and
+ * o->run_id name the run; the plan is rebuilt from the config (it is deterministic), so
+ * map task `index` reads the same input the driver planned. */
+mr_code runner_run_task(const runner_opts *o, task_kind kind, int index, task_result *res,
+                        mr_err *e);
 
 #endif

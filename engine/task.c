@@ -294,3 +294,72 @@ void task_run(const config *c, script *s, const task_spec *t, task_result *r)
         snprintf(r->error, sizeof r->error, "%s", err.msg[0] ? err.msg : mr_code_name(code));
     }
 }
+
+int task_kind_parse(const char *name, task_kind *out)
+{
+    static const task_kind kinds[] = {TASK_MAP, TASK_REDUCE, TASK_PUBLISH};
+    for (size_t i = 0; i < 3; i++)
+        if (strcmp(name, task_kind_name(kinds[i])) == 0) {
+            *out = kinds[i];
+            return 0;
+        }
+    return -1;
+}
+
+char *task_result_to_json(const task_result *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "ok", !r->failed);
+    cJSON_AddNumberToObject(o, "recordsIn", (double)r->records_in);
+    cJSON_AddNumberToObject(o, "recordsOut", (double)r->records_out);
+    cJSON_AddNumberToObject(o, "badRecords", (double)r->bad_records);
+    cJSON_AddNumberToObject(o, "bytesIn", (double)r->bytes_in);
+    cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    cJSON_AddStringToObject(o, "output", r->output);
+    cJSON *counters = cJSON_Parse(r->counters);
+    cJSON_AddItemToObject(o, "counters", counters ? counters : cJSON_CreateObject());
+    if (r->failed) {
+        cJSON_AddStringToObject(o, "errorType", mr_code_name(r->code));
+        cJSON_AddNumberToObject(o, "errorCode", r->code);
+        cJSON_AddStringToObject(o, "errorMessage", r->error);
+    }
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+static double task_json_num(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static void task_json_str(const cJSON *o, const char *name, char *dst, size_t n)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    snprintf(dst, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
+mr_code task_result_from_json(const char *json, task_result *r, mr_err *e)
+{
+    cJSON *o = cJSON_Parse(json);
+    MR_CHECK(cJSON_IsObject(o), e, MR_EFORMAT, "task result is not a JSON object: %.200s", json);
+    memset(r, 0, sizeof *r);
+    r->failed = !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "ok"));
+    r->records_in = (uint64_t)task_json_num(o, "recordsIn");
+    r->records_out = (uint64_t)task_json_num(o, "recordsOut");
+    r->bad_records = (uint64_t)task_json_num(o, "badRecords");
+    r->bytes_in = (uint64_t)task_json_num(o, "bytesIn");
+    r->seconds = task_json_num(o, "seconds");
+    task_json_str(o, "output", r->output, sizeof r->output);
+    char *counters = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, "counters"));
+    snprintf(r->counters, sizeof r->counters, "%s", counters ? counters : "{}");
+    free(counters);
+    if (r->failed) {
+        r->code = (mr_code)task_json_num(o, "errorCode");
+        if (r->code == MR_OK) r->code = MR_EIO;
+        task_json_str(o, "errorMessage", r->error, sizeof r->error);
+    }
+    cJSON_Delete(o);
+    return MR_OK;
+}

@@ -45,6 +45,11 @@ typedef struct task_result {
 const char *task_kind_name(task_kind k);
 /* "<run_dir>/map-00003.imf". Caller frees. */
 char *task_intermediate_uri(const char *run_dir, int map_index);
+/* A task result as a JSON object (the Lambda function's response) and back. */
+char *task_result_to_json(const task_result *r);
+mr_code task_result_from_json(const char *json, task_result *r, mr_err *e);
+/* Parses "map" | "reduce" | "publish"; -1 if unknown. */
+int task_kind_parse(const char *name, task_kind *out);
 /* Runs the task; r is filled whatever happens (r->failed, r->error on failure). */
 void task_run(const config *c, script *s, const task_spec *t, task_result *r);
 
