@@ -383,9 +383,9 @@ stream *stream_gunzip(stream *inner, mr_err *e)
     g->inner = inner;
     /* 15 + 32: a 32 KiB window with automatic gzip/zlib header detection. */
     if (inflateInit2(&g->z, 15 + 32) != Z_OK) {
+        mr_fail(e, MR_ENOMEM, "%s: cannot initialise zlib", inner->name);
         stream_close(inner);
         free(g);
-        mr_fail(e, MR_ENOMEM, "%s: cannot initialise zlib", inner->name);
         return NULL;
     }
     stream *s = stream_create(&stream_gz_ops, g, inner->name);

@@ -23,6 +23,11 @@ mr_code writer_commit(writer *w, mr_err *e);
 void writer_free(writer *w);      /* aborts when not committed; accepts NULL */
 uint64_t writer_rows(const writer *w);
 
+/* Formats v as the shortest decimal that reads back to the same double (at most 17
+ * significant digits), with ".0" added to integral values so they stay floats when read
+ * back; "nan", "inf", "-inf" for the non-finite. buf needs 32 bytes; returns the length. */
+size_t writer_fmt_f64(char *buf, double v);
+
 /* Convenience: the whole frame to uri, atomically. */
 mr_code writer_write_frame(const frame *f, const char *uri, writer_format fmt, int gzip,
                            mr_err *e);

@@ -159,6 +159,7 @@ static inline mr_code push_slot(frame_col *c)
 mr_code frame_col_push_i64(frame_col *c, int64_t v)
 {
     if (c->type == FRAME_F64) return frame_col_push_f64(c, (double)v);
+    if (c->type == FRAME_STR) return MR_EINVAL;
     MR_TRY(push_slot(c));
     if (c->type == FRAME_BOOL) c->v.b[c->len] = v != 0;
     else c->v.i64[c->len] = v;

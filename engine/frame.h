@@ -77,7 +77,9 @@ void frame_col_free(frame_col *c);         /* accepts NULL */
 mr_code frame_col_reserve(frame_col *c, size_t rows, size_t arena_bytes);
 mr_code frame_col_rename(frame_col *c, const char *name);
 
-/* Appends; return MR_OK or MR_ENOMEM. push_null works for every type. */
+/* Appends; return MR_OK, MR_ENOMEM, or MR_EINVAL for a value of the wrong type.
+ * push_null works for every type; push_i64 also fills float64 (converted) and bool
+ * (v != 0) columns. */
 mr_code frame_col_push_i64(frame_col *c, int64_t v);
 mr_code frame_col_push_f64(frame_col *c, double v);
 mr_code frame_col_push_bool(frame_col *c, int v);

@@ -39,16 +39,22 @@
 
 /* Block kinds: the reader knows which kinds must follow each other for a column type. */
 enum { BK_NULLS = 1, BK_VALUES, BK_STR_LENS, BK_STR_BYTES, BK_DICT_LENS, BK_DICT_BYTES,
-       BK_DICT_INDEX };
+       BK_DICT_INDEX, BK_PLANE };
 enum { CODEC_STORED = 0, CODEC_DEFLATE = 1 };
 enum { FILTER_NONE = 0, FILTER_SHUFFLE = 1 };
 
 /* Below this a block is stored raw: deflate's fixed cost outweighs any gain. */
 #define MIN_COMPRESS 128
-/* Large blocks first compress a sample; incompressible data (random mantissas, hashes)
- * then skips the full, wasted compression pass. */
-#define SAMPLE_FROM ((size_t)1 << 20)
+/* Large blocks first compress a sample and are compressed in full only when the sample
+ * shrinks enough. Level 1 (the default) asks for a halving: deflate runs at ~200 MB/s, so
+ * compressing a byte plane that only loses 40% would double the cost of writing a float
+ * column. Higher levels accept smaller gains. */
+#define SAMPLE_FROM ((size_t)256 << 10)
 #define SAMPLE_SIZE ((size_t)64 << 10)
+/* From this many rows on, 8-byte values are stored as 8 byte-plane blocks, each compressed
+ * or stored on its own: the sign/exponent planes of doubles compress, the low mantissa
+ * planes do not, and storing those raw is what keeps a float column cheap to write. */
+#define PLANE_MIN_ROWS 4096
 /* Dictionary encoding of strings is abandoned past this many distinct values. */
 #define DICT_MAX 65536
 
@@ -62,6 +68,7 @@ static const char *block_name(int kind)
     case BK_DICT_LENS: return "dictionary lengths";
     case BK_DICT_BYTES: return "dictionary bytes";
     case BK_DICT_INDEX: return "dictionary index";
+    case BK_PLANE: return "byte plane";
     default: return "unknown";
     }
 }
@@ -343,9 +350,13 @@ static mr_code write_block(imf_writer *w, int kind, int width, int filter, const
         MR_CHECK(ibuf_ensure(&w->comp_out, avail) == MR_OK, e, MR_ENOMEM,
                  "imf %s: out of memory", w->path);
         int worth = 1;
-        if (raw_len >= SAMPLE_FROM)
+        if (raw_len >= SAMPLE_FROM) {
+            size_t keep = w->level == 1   ? SAMPLE_SIZE / 2
+                          : w->level <= 3 ? SAMPLE_SIZE - SAMPLE_SIZE / 4
+                                          : SAMPLE_SIZE - SAMPLE_SIZE / 32;
             worth = libdeflate_deflate_compress(w->comp, data, SAMPLE_SIZE, w->comp_out.p,
-                                                SAMPLE_SIZE - SAMPLE_SIZE / 32) != 0;
+                                                keep) != 0;
+        }
         size_t got = worth ? libdeflate_deflate_compress(w->comp, data, raw_len, w->comp_out.p,
                                                          avail)
                            : 0;
@@ -355,6 +366,9 @@ static mr_code write_block(imf_writer *w, int kind, int width, int filter, const
             stored = got;
         }
     }
+#ifdef IMF_TRACE
+    fprintf(stderr, "block %-18s raw %10zu stored %10zu\n", block_name(kind), raw_len, stored);
+#endif
     uint8_t hdr[BLOCK_HDR];
     hdr[0] = (uint8_t)kind;
     hdr[1] = (uint8_t)codec;
@@ -475,12 +489,40 @@ static mr_code try_dict_strings(imf_writer *w, const frame_col *c, size_t s, siz
     }
     MR_TRY(write_block(w, BK_DICT_LENS, lw, FILTER_NONE, lens, nd * (size_t)lw, e));
     MR_TRY(write_block(w, BK_DICT_BYTES, 0, FILTER_NONE, w->dict_bytes.p, dbytes, e));
-    int iw = nd <= 256 ? 1 : 2;
-    if (iw == 1) {   /* narrow in place: byte i is written after element i was read */
-        for (size_t i = 0; i < n; i++) w->enc.p[i] = (uint8_t)idx[i];
+    /* Indexes are bit-packed to just enough bits: random keys leave deflate little to
+     * find in them, so packing is both smaller and far cheaper than compressing. */
+    int bits = 1;
+    while (((size_t)1 << bits) < nd) bits++;
+    size_t packed = (n * (size_t)bits + 7) / 8;
+    MR_CHECK(ibuf_ensure(&w->shuf, packed) == MR_OK, e, MR_ENOMEM, "imf %s: out of memory",
+             w->path);
+    uint8_t *out = w->shuf.p;
+    uint64_t acc = 0;
+    int nb = 0;
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc |= (uint64_t)idx[i] << nb;
+        nb += bits;
+        while (nb >= 8) {
+            out[pos++] = (uint8_t)acc;
+            acc >>= 8;
+            nb -= 8;
+        }
     }
+    if (nb) out[pos++] = (uint8_t)acc;
     *done = 1;
-    return write_block(w, BK_DICT_INDEX, iw, FILTER_NONE, w->enc.p, n * (size_t)iw, e);
+    return write_block(w, BK_DICT_INDEX, bits, FILTER_NONE, out, packed, e);
+}
+
+static mr_code write_values8(imf_writer *w, const uint8_t *src, size_t n, mr_err *e)
+{
+    if (n < PLANE_MIN_ROWS) return write_block(w, BK_VALUES, 8, FILTER_SHUFFLE, src, n * 8, e);
+    MR_CHECK(ibuf_ensure(&w->enc, n * 8) == MR_OK, e, MR_ENOMEM, "imf %s: out of memory",
+             w->path);
+    shuffle8(w->enc.p, src, n);
+    for (size_t b = 0; b < 8; b++)
+        MR_TRY(write_block(w, BK_PLANE, 1, FILTER_NONE, w->enc.p + b * n, n, e));
+    return MR_OK;
 }
 
 static mr_code write_column(imf_writer *w, const frame_col *c, size_t s, size_t n, mr_err *e)
@@ -489,12 +531,10 @@ static mr_code write_column(imf_writer *w, const frame_col *c, size_t s, size_t 
     switch (c->type) {
     case FRAME_I64:
         w->raw_bytes += n * 8;
-        return write_block(w, BK_VALUES, 8, FILTER_SHUFFLE, (const uint8_t *)(c->v.i64 + s),
-                           n * 8, e);
+        return write_values8(w, (const uint8_t *)(c->v.i64 + s), n, e);
     case FRAME_F64:
         w->raw_bytes += n * 8;
-        return write_block(w, BK_VALUES, 8, FILTER_SHUFFLE, (const uint8_t *)(c->v.f64 + s),
-                           n * 8, e);
+        return write_values8(w, (const uint8_t *)(c->v.f64 + s), n, e);
     case FRAME_BOOL:
         w->raw_bytes += n;
         return write_block(w, BK_VALUES, 1, FILTER_NONE, c->v.b + s, n, e);
@@ -689,6 +729,7 @@ typedef struct blockv {
     int kind, width, codec, filter;
     uint64_t raw_len, stored_len;
     uint64_t at;                  /* file offset of the block header */
+    const uint8_t *payload;       /* stored bytes, inside the group buffer */
     const uint8_t *data;          /* decoded data (raw_len bytes) when decoding */
 } blockv;
 
@@ -894,13 +935,15 @@ void imf_reader_rewind(imf_reader *r)
     memset(r->cursor, 0, ((size_t)r->nparts + 1) * sizeof *r->cursor);
 }
 
-/* Parses the next block header, checks its kind and CRC, and (when out is given) decodes
- * its payload into out. A stored, unfiltered block is used in place. */
-static mr_code next_block(bctx *b, int kind_a, int kind_b, ibuf *out, blockv *v, mr_err *e)
+/* Parses the next block header and checks its kind and CRC; the payload stays in the group
+ * buffer until decode_block. */
+static mr_code next_block(bctx *b, int kind_a, int kind_b, blockv *v, mr_err *e)
 {
     imf_reader *r = b->r;
     uint64_t at = r->groups[b->group].offset + b->pos;
-    const char *expect = kind_b ? "string lengths or dictionary" : block_name(kind_a);
+    const char *expect = kind_b == BK_DICT_LENS ? "string lengths or dictionary"
+                         : kind_b == BK_PLANE   ? "values"
+                                                : block_name(kind_a);
     if (b->glen - b->pos < BLOCK_HDR)
         return corrupt(r, e, at, "group %zu, column '%s': %s block header cut short", b->group,
                        b->col, expect);
@@ -916,39 +959,49 @@ static mr_code next_block(bctx *b, int kind_a, int kind_b, ibuf *out, blockv *v,
         return corrupt(r, e, at, "group %zu, column '%s': %s block of %llu bytes runs past "
                        "the group end (short block)", b->group, b->col, expect,
                        (unsigned long long)v->stored_len);
-    const uint8_t *payload = h + BLOCK_HDR;
+    v->payload = h + BLOCK_HDR;
     uint32_t want = get_u32(h + 20);
-    uint32_t got = crc32_of(crc32_of(0, h, 20), payload, (size_t)v->stored_len);
+    uint32_t got = crc32_of(crc32_of(0, h, 20), v->payload, (size_t)v->stored_len);
     if (want != got)
         return corrupt(r, e, at, "group %zu, column '%s': %s block: CRC mismatch (stored "
                        "%08x, computed %08x)", b->group, b->col, expect, want, got);
-    int wok = v->width == 0 || v->width == 1 || v->width == 2 || v->width == 4 ||
-              v->width == 8;
     if ((v->kind != kind_a && (!kind_b || v->kind != kind_b)) || v->codec > CODEC_DEFLATE ||
-        v->filter > FILTER_SHUFFLE || !wok ||
+        v->filter > FILTER_SHUFFLE || v->width > 16 ||
         (v->codec == CODEC_STORED && v->stored_len != v->raw_len) ||
-        (v->filter == FILTER_SHUFFLE && (v->raw_len % 8) != 0))
+        (v->filter == FILTER_SHUFFLE && (v->raw_len % 8) != 0) ||
+        v->raw_len > SIZE_MAX / 2)
         return corrupt(r, e, at, "group %zu, column '%s': expected a %s block, found kind %d "
                        "codec %d filter %d width %d", b->group, b->col, expect, v->kind,
                        v->codec, v->filter, v->width);
     b->pos += BLOCK_HDR + v->stored_len;
     v->data = NULL;
-    if (!out) return MR_OK;
+    return MR_OK;
+}
+
+static mr_code inflate_to(bctx *b, const blockv *v, uint8_t *dst, mr_err *e)
+{
+    if (libdeflate_deflate_decompress(b->r->dec, v->payload, (size_t)v->stored_len, dst,
+                                      (size_t)v->raw_len, NULL) != LIBDEFLATE_SUCCESS)
+        return corrupt(b->r, e, v->at, "group %zu, column '%s': %s block does not decompress "
+                       "to %llu bytes", b->group, b->col, block_name(v->kind),
+                       (unsigned long long)v->raw_len);
+    return MR_OK;
+}
+
+/* Sets v->data to the block's raw bytes: in place for stored blocks, else in out. */
+static mr_code decode_block(bctx *b, blockv *v, ibuf *out, mr_err *e)
+{
+    imf_reader *r = b->r;
     if (v->codec == CODEC_STORED && v->filter == FILTER_NONE) {
-        v->data = payload;
+        v->data = v->payload;
         return MR_OK;
     }
-    MR_CHECK(v->raw_len <= SIZE_MAX / 2, e, MR_ENOMEM, "imf %s: block too large", r->path);
     ibuf *dst = v->filter == FILTER_SHUFFLE ? &r->shuf : out;
-    const uint8_t *raw = payload;
+    const uint8_t *raw = v->payload;
     if (v->codec == CODEC_DEFLATE) {
         MR_CHECK(ibuf_ensure(dst, (size_t)v->raw_len) == MR_OK, e, MR_ENOMEM,
                  "imf %s: out of memory", r->path);
-        if (libdeflate_deflate_decompress(r->dec, payload, (size_t)v->stored_len, dst->p,
-                                          (size_t)v->raw_len, NULL) != LIBDEFLATE_SUCCESS)
-            return corrupt(r, e, at, "group %zu, column '%s': %s block does not decompress "
-                           "to %llu bytes", b->group, b->col, expect,
-                           (unsigned long long)v->raw_len);
+        MR_TRY(inflate_to(b, v, dst->p, e));
         raw = dst->p;
     }
     if (v->filter == FILTER_SHUFFLE) {
@@ -967,11 +1020,11 @@ static mr_code bad_size(bctx *b, const blockv *v, mr_err *e, const char *why)
                    block_name(v->kind), why);
 }
 
-/* Sum of n width-byte lengths; fails when the block is not n entries long. */
+/* Sum of n width-byte lengths (when decoded); fails unless the block is n entries long. */
 static mr_code sum_lengths(bctx *b, const blockv *v, uint64_t n, uint64_t *sum, mr_err *e)
 {
-    if (v->width == 0 || v->raw_len != n * (uint64_t)v->width)
-        return bad_size(b, v, e, "length does not match the row count");
+    if (v->raw_len != n * (uint64_t)v->width)
+        return bad_size(b, v, e, "length does not match the entry count");
     uint64_t s = 0;
     if (v->data)
         for (uint64_t i = 0; i < n; i++) s += get_uw(v->data, v->width, (size_t)i);
@@ -979,25 +1032,84 @@ static mr_code sum_lengths(bctx *b, const blockv *v, uint64_t n, uint64_t *sum, 
     return MR_OK;
 }
 
+static int length_width_ok(int w) { return w == 1 || w == 2 || w == 4 || w == 8; }
+
+/* The 8-byte values of a numeric column (one shuffled block, or 8 byte planes) into
+ * blk[1]; data stays NULL when not decoding. */
+static mr_code read_values8(bctx *b, size_t n, int decode, const uint8_t **data, mr_err *e)
+{
+    imf_reader *r = b->r;
+    blockv v;
+    *data = NULL;
+    MR_TRY(next_block(b, BK_VALUES, BK_PLANE, &v, e));
+    if (v.kind == BK_VALUES) {
+        if (v.width != 8 || v.raw_len != (uint64_t)n * 8)
+            return bad_size(b, &v, e, "size does not match the row count");
+        if (decode) MR_TRY(decode_block(b, &v, &r->blk[1], e));
+        *data = v.data;
+        return MR_OK;
+    }
+    const uint8_t *planes[8];
+    if (decode)
+        MR_CHECK(ibuf_ensure(&r->shuf, n * 8) == MR_OK && ibuf_ensure(&r->blk[1], n * 8) == MR_OK,
+                 e, MR_ENOMEM, "imf %s: out of memory", r->path);
+    for (int p = 0; p < 8; p++) {
+        if (p > 0) MR_TRY(next_block(b, BK_PLANE, 0, &v, e));
+        if (v.width != 1 || v.filter != FILTER_NONE || v.raw_len != n)
+            return bad_size(b, &v, e, "size does not match the row count");
+        if (!decode) continue;
+        if (v.codec == CODEC_STORED) {
+            planes[p] = v.payload;
+        } else {
+            MR_TRY(inflate_to(b, &v, r->shuf.p + (size_t)p * n, e));
+            planes[p] = r->shuf.p + (size_t)p * n;
+        }
+    }
+    if (!decode) return MR_OK;
+    uint8_t *out = r->blk[1].p;
+    for (size_t i = 0; i < n; i++)
+        for (int p = 0; p < 8; p++) out[i * 8 + (size_t)p] = planes[p][i];
+    *data = out;
+    return MR_OK;
+}
+
+static uint32_t unpack_bits(const uint8_t *p, size_t len, size_t i, int bits)
+{
+    size_t bit = i * (size_t)bits, byte = bit >> 3;
+    uint32_t v = 0;
+    if (byte + 4 <= len) memcpy(&v, p + byte, 4);
+    else
+        for (size_t k = 0; byte + k < len; k++) v |= (uint32_t)p[byte + k] << (8 * k);
+    return (v >> (bit & 7)) & ((1u << bits) - 1);
+}
+
 /* Reads one column of a group; appends its rows to c when c is not NULL (else only
  * checks structure and CRCs, for imf_verify). */
 static mr_code read_column(bctx *b, frame_type type, size_t n, frame_col *c, mr_err *e)
 {
+    imf_reader *r = b->r;
     blockv nv, v;
     int decode = c != NULL;
-    MR_TRY(next_block(b, BK_NULLS, 0, decode ? &b->r->blk[0] : NULL, &nv, e));
-    if (nv.raw_len != 0 && nv.raw_len != (n + 7) / 8)
+    MR_TRY(next_block(b, BK_NULLS, 0, &nv, e));
+    if (nv.width != 0 || (nv.raw_len != 0 && nv.raw_len != (n + 7) / 8))
         return bad_size(b, &nv, e, "bitmap size does not match the row count");
+    if (decode && nv.raw_len) MR_TRY(decode_block(b, &nv, &r->blk[0], e));
     const uint8_t *nulls = nv.raw_len ? nv.data : NULL;
 #define IS_NULL(i) (nulls && (nulls[(i) >> 3] >> ((i) & 7) & 1))
-    if (type != FRAME_STR) {
-        size_t w = type == FRAME_BOOL ? 1 : 8;
-        MR_TRY(next_block(b, BK_VALUES, 0, decode ? &b->r->blk[1] : NULL, &v, e));
-        if (v.raw_len != (uint64_t)n * w) return bad_size(b, &v, e, "size does not match");
+    if (type == FRAME_I64 || type == FRAME_F64 || type == FRAME_BOOL) {
+        const uint8_t *d;
+        if (type == FRAME_BOOL) {
+            MR_TRY(next_block(b, BK_VALUES, 0, &v, e));
+            if (v.width != 1 || v.raw_len != (uint64_t)n)
+                return bad_size(b, &v, e, "size does not match the row count");
+            if (decode) MR_TRY(decode_block(b, &v, &r->blk[1], e));
+            d = v.data;
+        } else {
+            MR_TRY(read_values8(b, n, decode, &d, e));
+        }
         if (!decode) return MR_OK;
         MR_CHECK(frame_col_reserve(c, c->len + n, 0) == MR_OK, e, MR_ENOMEM,
-                 "imf %s: out of memory", b->r->path);
-        const uint8_t *d = v.data;
+                 "imf %s: out of memory", r->path);
         for (size_t i = 0; i < n; i++) {
             mr_code rc;
             if (IS_NULL(i)) rc = frame_col_push_null(c);
@@ -1008,14 +1120,18 @@ static mr_code read_column(bctx *b, frame_type type, size_t n, frame_col *c, mr_
                 memcpy(&x, d + 8 * i, 8);
                 rc = frame_col_push_f64(c, x);
             }
-            MR_CHECK(rc == MR_OK, e, rc, "imf %s: out of memory", b->r->path);
+            MR_CHECK(rc == MR_OK, e, rc, "imf %s: out of memory", r->path);
         }
         return MR_OK;
     }
     blockv lv, bv, iv;
-    MR_TRY(next_block(b, BK_STR_LENS, BK_DICT_LENS, decode ? &b->r->blk[1] : NULL, &lv, e));
-    MR_TRY(next_block(b, lv.kind == BK_STR_LENS ? BK_STR_BYTES : BK_DICT_BYTES, 0,
-                      decode ? &b->r->blk[2] : NULL, &bv, e));
+    MR_TRY(next_block(b, BK_STR_LENS, BK_DICT_LENS, &lv, e));
+    if (!length_width_ok(lv.width))
+        return bad_size(b, &lv, e, "bad length width");
+    if (decode) MR_TRY(decode_block(b, &lv, &r->blk[1], e));
+    MR_TRY(next_block(b, lv.kind == BK_STR_LENS ? BK_STR_BYTES : BK_DICT_BYTES, 0, &bv, e));
+    if (bv.width != 0) return bad_size(b, &bv, e, "bad width");
+    if (decode) MR_TRY(decode_block(b, &bv, &r->blk[2], e));
     if (lv.kind == BK_STR_LENS) {
         uint64_t total;
         MR_TRY(sum_lengths(b, &lv, n, &total, e));
@@ -1023,52 +1139,52 @@ static mr_code read_column(bctx *b, frame_type type, size_t n, frame_col *c, mr_
             return bad_size(b, &bv, e, "size does not match the sum of string lengths");
         if (!decode) return MR_OK;
         MR_CHECK(frame_col_reserve(c, c->len + n, c->arena_len + (size_t)total) == MR_OK, e,
-                 MR_ENOMEM, "imf %s: out of memory", b->r->path);
+                 MR_ENOMEM, "imf %s: out of memory", r->path);
         const char *s = (const char *)bv.data;
         for (size_t i = 0; i < n; i++) {
             size_t l = (size_t)get_uw(lv.data, lv.width, i);
             mr_code rc = IS_NULL(i) ? frame_col_push_null(c) : frame_col_push_str(c, s, l);
-            MR_CHECK(rc == MR_OK, e, rc, "imf %s: out of memory", b->r->path);
+            MR_CHECK(rc == MR_OK, e, rc, "imf %s: out of memory", r->path);
             s += l;
         }
         return MR_OK;
     }
-    if (lv.width == 0 || lv.raw_len % (uint64_t)lv.width != 0)
+    if (lv.raw_len % (uint64_t)lv.width != 0)
         return bad_size(b, &lv, e, "size is not a whole number of entries");
     uint64_t nd = lv.raw_len / (uint64_t)lv.width, dbytes;
     MR_TRY(sum_lengths(b, &lv, nd, &dbytes, e));
     if (decode && dbytes != bv.raw_len)
         return bad_size(b, &bv, e, "size does not match the sum of dictionary lengths");
-    MR_TRY(next_block(b, BK_DICT_INDEX, 0, decode ? &b->r->blk[3] : NULL, &iv, e));
-    if ((iv.width != 1 && iv.width != 2) || iv.raw_len != (uint64_t)n * (uint64_t)iv.width)
+    MR_TRY(next_block(b, BK_DICT_INDEX, 0, &iv, e));
+    if (iv.width < 1 || iv.width > 16 || iv.filter != FILTER_NONE ||
+        iv.raw_len != ((uint64_t)n * (uint64_t)iv.width + 7) / 8)
         return bad_size(b, &iv, e, "size does not match the row count");
     if (!decode) return MR_OK;
-    /* Entry offsets go to the shuffle scratch: no block of a string column is shuffled, so
-     * it is free here. */
-    MR_CHECK(ibuf_ensure(&b->r->shuf, (size_t)(nd + 1) * sizeof(uint64_t)) == MR_OK, e,
-             MR_ENOMEM, "imf %s: out of memory", b->r->path);
-    uint64_t *doff = (uint64_t *)(void *)b->r->shuf.p;
+    MR_TRY(decode_block(b, &iv, &r->blk[3], e));
+    /* Entry offsets go to the shuffle scratch: no block of a string column uses it. */
+    MR_CHECK(ibuf_ensure(&r->shuf, (size_t)(nd + 1) * sizeof(uint64_t)) == MR_OK, e,
+             MR_ENOMEM, "imf %s: out of memory", r->path);
+    uint64_t *doff = (uint64_t *)(void *)r->shuf.p;
     doff[0] = 0;
     for (uint64_t d = 0; d < nd; d++) doff[d + 1] = doff[d] + get_uw(lv.data, lv.width, d);
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (IS_NULL(i)) continue;
-        uint64_t id = get_uw(iv.data, iv.width, i);
-        if (id >= nd)
-            return bad_size(b, &iv, e, "index points past the dictionary");
+        uint32_t id = unpack_bits(iv.data, (size_t)iv.raw_len, i, iv.width);
+        if (id >= nd) return bad_size(b, &iv, e, "index points past the dictionary");
         total += doff[id + 1] - doff[id];
     }
     MR_CHECK(frame_col_reserve(c, c->len + n, c->arena_len + (size_t)total) == MR_OK, e,
-             MR_ENOMEM, "imf %s: out of memory", b->r->path);
+             MR_ENOMEM, "imf %s: out of memory", r->path);
     const char *s = (const char *)bv.data;
     for (size_t i = 0; i < n; i++) {
         mr_code rc;
         if (IS_NULL(i)) rc = frame_col_push_null(c);
         else {
-            uint64_t id = get_uw(iv.data, iv.width, i);
+            uint32_t id = unpack_bits(iv.data, (size_t)iv.raw_len, i, iv.width);
             rc = frame_col_push_str(c, s + doff[id], (size_t)(doff[id + 1] - doff[id]));
         }
-        MR_CHECK(rc == MR_OK, e, rc, "imf %s: out of memory", b->r->path);
+        MR_CHECK(rc == MR_OK, e, rc, "imf %s: out of memory", r->path);
     }
     return MR_OK;
 #undef IS_NULL

@@ -16,6 +16,10 @@ static frame *fail_oom(frame *out, mr_err *e, const char *what)
     return NULL;
 }
 
+/* Random gathers are bound by cache misses; fetching a few rows ahead overlaps them. */
+#define OPS_PREFETCH_AHEAD 16
+#define OPS_PREFETCH(p) __builtin_prefetch((p), 0, 0)
+
 /* Rows idx[0..n) of src as a new standalone column. */
 static frame_col *take_col(const frame_col *src, const size_t *idx, size_t n)
 {
@@ -25,13 +29,23 @@ static frame_col *take_col(const frame_col *src, const size_t *idx, size_t n)
     case FRAME_I64: {
         const int64_t *s = src->v.i64;
         int64_t *d = c->v.i64;
-        for (size_t i = 0; i < n; i++) d[i] = s[idx[i]];
+        size_t i = 0;
+        for (; i + OPS_PREFETCH_AHEAD < n; i++) {
+            OPS_PREFETCH(&s[idx[i + OPS_PREFETCH_AHEAD]]);
+            d[i] = s[idx[i]];
+        }
+        for (; i < n; i++) d[i] = s[idx[i]];
         break;
     }
     case FRAME_F64: {
         const double *s = src->v.f64;
         double *d = c->v.f64;
-        for (size_t i = 0; i < n; i++) d[i] = s[idx[i]];
+        size_t i = 0;
+        for (; i + OPS_PREFETCH_AHEAD < n; i++) {
+            OPS_PREFETCH(&s[idx[i + OPS_PREFETCH_AHEAD]]);
+            d[i] = s[idx[i]];
+        }
+        for (; i < n; i++) d[i] = s[idx[i]];
         break;
     }
     case FRAME_BOOL: {
@@ -43,13 +57,21 @@ static frame_col *take_col(const frame_col *src, const size_t *idx, size_t n)
     case FRAME_STR: {
         const int64_t *so = src->v.offs;
         size_t total = 0;
-        for (size_t i = 0; i < n; i++) total += (size_t)(so[idx[i] + 1] - so[idx[i]]);
+        for (size_t i = 0; i < n; i++) {
+            if (i + OPS_PREFETCH_AHEAD < n) OPS_PREFETCH(&so[idx[i + OPS_PREFETCH_AHEAD]]);
+            total += (size_t)(so[idx[i] + 1] - so[idx[i]]);
+        }
         if (frame_col_reserve(c, n, total) != MR_OK) goto fail;
         int64_t *dof = c->v.offs;
         char *arena = c->arena;
         int64_t pos = 0;
         dof[0] = 0;
         for (size_t i = 0; i < n; i++) {
+            if (i + OPS_PREFETCH_AHEAD < n) {
+                OPS_PREFETCH(&so[idx[i + OPS_PREFETCH_AHEAD]]);
+                if (i + OPS_PREFETCH_AHEAD / 2 < n)
+                    OPS_PREFETCH(src->arena + so[idx[i + OPS_PREFETCH_AHEAD / 2]]);
+            }
             int64_t a = so[idx[i]], len = so[idx[i] + 1] - a;
             memcpy(arena + pos, src->arena + a, (size_t)len);
             pos += len;
@@ -373,74 +395,90 @@ static inline uint64_t sortkey_f64(double v)
     return (bits & 0x8000000000000000ull) ? ~bits : bits | 0x8000000000000000ull;
 }
 
+/* First 8 bytes big-endian, zero-padded: a string's image never exceeds that of any
+ * string greater than it, so equal images are the only ties left to resolve. */
+static inline uint64_t sortkey_str(const frame_col *c, size_t row)
+{
+    size_t len;
+    const unsigned char *p = (const unsigned char *)frame_col_str(c, row, &len);
+    uint64_t k = 0;
+    for (size_t i = 0; i < 8; i++) k = (k << 8) | (i < len ? p[i] : 0);
+    return k;
+}
+
 static inline uint64_t sortkey_cell(const frame_col *c, size_t row)
 {
     switch (c->type) {
     case FRAME_I64: return sortkey_i64(c->v.i64[row]);
     case FRAME_F64: return sortkey_f64(c->v.f64[row]);
     case FRAME_BOOL: return c->v.b[row];
-    default: return 0;
+    case FRAME_STR: return sortkey_str(c, row);
+    }
+    return 0;
+}
+
+/* Images of rows perm[0..n) of c, flipped for a descending key. The type switch sits
+ * outside the loops. */
+static void fill_sortkeys(const frame_col *c, const uint32_t *perm, size_t n, int desc,
+                          uint64_t *out)
+{
+    uint64_t flip = desc ? UINT64_MAX : 0;
+    switch (c->type) {
+    case FRAME_I64:
+        for (size_t i = 0; i < n; i++) out[i] = sortkey_i64(c->v.i64[perm[i]]) ^ flip;
+        break;
+    case FRAME_F64:
+        for (size_t i = 0; i < n; i++) out[i] = sortkey_f64(c->v.f64[perm[i]]) ^ flip;
+        break;
+    case FRAME_BOOL:
+        for (size_t i = 0; i < n; i++) out[i] = (uint64_t)c->v.b[perm[i]] ^ flip;
+        break;
+    case FRAME_STR:
+        for (size_t i = 0; i < n; i++) out[i] = sortkey_str(c, perm[i]) ^ flip;
+        break;
     }
 }
 
-/* All-numeric keys: one stable radix pass per key, least significant key first, each
- * followed by a stable partition that moves that key's nulls to the end. */
-static mr_code sort_numeric(const frame_col *const *cols, const ops_sort_key *keys, size_t nk,
-                            size_t n, size_t *out)
+#define OPS_RADIX_BITS 11
+#define OPS_RADIX_SIZE (1u << OPS_RADIX_BITS)
+#define OPS_RADIX_PASSES 6   /* 6 * 11 >= 64 */
+
+/* Stable LSD radix sort of the pairs (keys[i], perm[i]) by key, 11 bits per pass
+ * (histograms stay in L1); passes where every key shares the digit are skipped, so a
+ * small key range costs one or two passes. On return *keys / *perm point at whichever
+ * buffer of each pair holds the sorted result. */
+static void radix_pairs(uint64_t **keys, uint64_t **ktmp, uint32_t **perm, uint32_t **ptmp,
+                        size_t n, size_t (*hist)[OPS_RADIX_SIZE])
 {
-    /* Two key and two permutation buffers, swapped on every radix pass. */
-    uint64_t *k0 = malloc(n * sizeof *k0), *k1 = malloc(n * sizeof *k1);
-    uint32_t *p0 = malloc(n * sizeof *p0), *p1 = malloc(n * sizeof *p1);
-    size_t (*hist)[256] = malloc(8 * sizeof *hist);
-    mr_code rc = MR_ENOMEM;
-    if (!k0 || !k1 || !p0 || !p1 || !hist) goto done;
-    uint32_t *perm = p0;
-    for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
-    for (size_t kk = nk; kk-- > 0;) {
-        const frame_col *c = cols[kk];
-        uint64_t flip = keys[kk].descending ? UINT64_MAX : 0;
-        for (size_t i = 0; i < n; i++) k0[i] = sortkey_cell(c, perm[i]) ^ flip;
-        memset(hist, 0, 8 * sizeof *hist);
-        for (size_t i = 0; i < n; i++)
-            for (int d = 0; d < 8; d++) hist[d][(k0[i] >> (8 * d)) & 0xff]++;
-        uint64_t *ks = k0, *kt = k1;
-        uint32_t *ps = perm, *pt = perm == p0 ? p1 : p0;
-        for (int d = 0; d < 8; d++) {
-            if (hist[d][(ks[0] >> (8 * d)) & 0xff] == n) continue;
-            size_t pos = 0;
-            for (int v = 0; v < 256; v++) {
-                size_t cnt = hist[d][v];
-                hist[d][v] = pos;
-                pos += cnt;
-            }
-            for (size_t i = 0; i < n; i++) {
-                size_t at = hist[d][(ks[i] >> (8 * d)) & 0xff]++;
-                kt[at] = ks[i];
-                pt[at] = ps[i];
-            }
-            uint64_t *tk = ks; ks = kt; kt = tk;
-            uint32_t *tp = ps; ps = pt; pt = tp;
-        }
-        perm = ps;
-        if (c->nulls) {
-            uint32_t *dst = perm == p0 ? p1 : p0;
-            size_t w = 0;
-            for (size_t i = 0; i < n; i++)
-                if (!c->nulls[perm[i]]) dst[w++] = perm[i];
-            for (size_t i = 0; i < n; i++)
-                if (c->nulls[perm[i]]) dst[w++] = perm[i];
-            perm = dst;
-        }
+    uint64_t *ks = *keys, *kt = *ktmp;
+    uint32_t *ps = *perm, *pt = *ptmp;
+    const uint64_t mask = OPS_RADIX_SIZE - 1;
+    memset(hist, 0, OPS_RADIX_PASSES * sizeof *hist);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t k = ks[i];
+        for (int d = 0; d < OPS_RADIX_PASSES; d++) hist[d][(k >> (OPS_RADIX_BITS * d)) & mask]++;
     }
-    for (size_t i = 0; i < n; i++) out[i] = perm[i];
-    rc = MR_OK;
-done:
-    free(k0);
-    free(k1);
-    free(p0);
-    free(p1);
-    free(hist);
-    return rc;
+    for (int d = 0; d < OPS_RADIX_PASSES; d++) {
+        int shift = OPS_RADIX_BITS * d;
+        if (n == 0 || hist[d][(ks[0] >> shift) & mask] == n) continue;
+        size_t pos = 0;
+        for (size_t v = 0; v < OPS_RADIX_SIZE; v++) {
+            size_t cnt = hist[d][v];
+            hist[d][v] = pos;
+            pos += cnt;
+        }
+        for (size_t i = 0; i < n; i++) {
+            size_t at = hist[d][(ks[i] >> shift) & mask]++;
+            kt[at] = ks[i];
+            pt[at] = ps[i];
+        }
+        uint64_t *tk = ks; ks = kt; kt = tk;
+        uint32_t *tp = ps; ps = pt; pt = tp;
+    }
+    *keys = ks;
+    *ktmp = kt;
+    *perm = ps;
+    *ptmp = pt;
 }
 
 typedef struct sort_ctx {
@@ -448,6 +486,8 @@ typedef struct sort_ctx {
     const ops_sort_key *keys;
     size_t nk;
 } sort_ctx;
+
+static int str_cmp(const char *a, size_t la, const char *b, size_t lb);
 
 static int cmp_rows(const sort_ctx *x, size_t a, size_t b)
 {
@@ -472,8 +512,9 @@ static int cmp_rows(const sort_ctx *x, size_t a, size_t b)
     return 0;
 }
 
-/* Stable merge sort of idx: insertion-sorted runs of 16, then bottom-up merges. */
-static mr_code merge_sort(const sort_ctx *x, size_t *idx, size_t n)
+/* Stable merge sort of idx[0..n): insertion-sorted runs of 16, then bottom-up merges.
+ * tmp has room for n entries. */
+static void merge_sort(const sort_ctx *x, size_t *idx, size_t n, size_t *tmp)
 {
     const size_t run = 16;
     for (size_t lo = 0; lo < n; lo += run) {
@@ -487,29 +528,97 @@ static mr_code merge_sort(const sort_ctx *x, size_t *idx, size_t n)
             idx[j] = v;
         }
     }
-    if (n <= run) return MR_OK;
-    size_t *tmp = malloc(n * sizeof *tmp);
-    if (!tmp) return MR_ENOMEM;
+    if (n <= run) return;
     size_t *src = idx, *dst = tmp;
     for (size_t width = run; width < n; width *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * width) {
             size_t mid = lo + width < n ? lo + width : n;
             size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
             size_t i = lo, j = mid, o = lo;
-            /* Already in order: copy through without comparing element by element. */
-            if (mid < hi && cmp_rows(x, src[mid - 1], src[mid]) <= 0) {
+            /* Runs already in order are copied through without element comparisons. */
+            if (mid >= hi || cmp_rows(x, src[mid - 1], src[mid]) <= 0) {
                 memcpy(dst + lo, src + lo, (hi - lo) * sizeof *dst);
                 continue;
             }
-            while (i < mid && j < hi) dst[o++] = cmp_rows(x, src[j], src[i]) < 0 ? src[j++] : src[i++];
+            while (i < mid && j < hi)
+                dst[o++] = cmp_rows(x, src[j], src[i]) < 0 ? src[j++] : src[i++];
             while (i < mid) dst[o++] = src[i++];
             while (j < hi) dst[o++] = src[j++];
         }
         size_t *t = src; src = dst; dst = t;
     }
     if (src != idx) memcpy(idx, src, n * sizeof *idx);
+}
+
+/* Radix-sortable inputs (fewer than 2^32 rows). All-numeric keys: one stable radix sort
+ * per key, least significant key first, each followed by a stable partition moving that
+ * key's nulls to the end; exact, no comparisons. Otherwise the first key is radix-sorted
+ * on its image (string prefix) with its nulls set aside, and only runs of equal images
+ * (and the null run) are finished with the row comparator. */
+static mr_code sort_radix(const sort_ctx *x, int all_numeric, size_t n, size_t *out)
+{
+    uint64_t *k0 = malloc(n * sizeof *k0), *k1 = malloc(n * sizeof *k1);
+    uint32_t *p0 = malloc(n * sizeof *p0), *p1 = malloc(n * sizeof *p1);
+    size_t (*hist)[OPS_RADIX_SIZE] = malloc(OPS_RADIX_PASSES * sizeof *hist);
+    size_t *tmp = NULL;
+    mr_code rc = MR_ENOMEM;
+    if (!k0 || !k1 || !p0 || !p1 || !hist) goto done;
+    for (size_t i = 0; i < n; i++) p0[i] = (uint32_t)i;
+    if (all_numeric) {
+        for (size_t kk = x->nk; kk-- > 0;) {
+            const frame_col *c = x->cols[kk];
+            fill_sortkeys(c, p0, n, x->keys[kk].descending, k0);
+            radix_pairs(&k0, &k1, &p0, &p1, n, hist);
+            if (!c->nulls) continue;
+            size_t w = 0;
+            for (size_t i = 0; i < n; i++)
+                if (!c->nulls[p0[i]]) p1[w++] = p0[i];
+            for (size_t i = 0; i < n; i++)
+                if (c->nulls[p0[i]]) p1[w++] = p0[i];
+            uint32_t *t = p0; p0 = p1; p1 = t;
+        }
+        for (size_t i = 0; i < n; i++) out[i] = p0[i];
+        rc = MR_OK;
+        goto done;
+    }
+    const frame_col *c = x->cols[0];
+    size_t m = 0, nn = 0;
+    if (c->nulls) {
+        /* Non-null rows go to p0 for sorting; null rows keep input order at the end. */
+        for (size_t i = 0; i < n; i++) {
+            if (c->nulls[i]) p1[nn++] = (uint32_t)i;
+            else p0[m++] = (uint32_t)i;
+        }
+        for (size_t i = 0; i < nn; i++) out[m + i] = p1[i];
+    } else {
+        m = n;
+    }
+    fill_sortkeys(c, p0, m, x->keys[0].descending, k0);
+    radix_pairs(&k0, &k1, &p0, &p1, m, hist);
+    for (size_t i = 0; i < m; i++) out[i] = p0[i];
+    int refine = x->nk > 1 || c->type == FRAME_STR;
+    if (!refine) {
+        rc = MR_OK;
+        goto done;
+    }
+    tmp = malloc((n ? n : 1) * sizeof *tmp);
+    if (!tmp) goto done;
+    for (size_t a = 0; a < m;) {
+        size_t b = a + 1;
+        while (b < m && k0[b] == k0[a]) b++;
+        if (b - a > 1) merge_sort(x, out + a, b - a, tmp);
+        a = b;
+    }
+    if (nn > 1 && x->nk > 1) merge_sort(x, out + m, nn, tmp);
+    rc = MR_OK;
+done:
+    free(k0);
+    free(k1);
+    free(p0);
+    free(p1);
+    free(hist);
     free(tmp);
-    return MR_OK;
+    return rc;
 }
 
 size_t *ops_sort_index(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e)
@@ -534,13 +643,16 @@ size_t *ops_sort_index(const frame *f, const ops_sort_key *keys, size_t n, mr_er
         }
         if (cols[k]->type == FRAME_STR) all_numeric = 0;
     }
+    sort_ctx x = {cols, keys, n};
     mr_code rc = MR_OK;
-    if (all_numeric && rows > 64 && rows <= UINT32_MAX) {
-        rc = sort_numeric(cols, keys, n, rows, idx);
+    if (n > 0 && rows > 64 && rows < UINT32_MAX) {
+        rc = sort_radix(&x, all_numeric, rows, idx);
     } else {
         for (size_t i = 0; i < rows; i++) idx[i] = i;
-        sort_ctx x = {cols, keys, n};
-        rc = merge_sort(&x, idx, rows);
+        size_t *tmp = n > 0 ? malloc((rows ? rows : 1) * sizeof *tmp) : NULL;
+        if (n > 0 && !tmp) rc = MR_ENOMEM;
+        else if (n > 0) merge_sort(&x, idx, rows, tmp);
+        free(tmp);
     }
     free(cols);
     if (rc != MR_OK) {
@@ -617,9 +729,14 @@ uint64_t ops_hash_bytes(const void *data, size_t len, uint64_t seed)
     return mum(OPS_P1 ^ len, mum(a ^ OPS_P1, b ^ seed));
 }
 
-uint64_t ops_hash_u64(uint64_t v)
+static inline uint64_t hash_u64(uint64_t v)
 {
     return mum(v ^ OPS_P0, OPS_P1);
+}
+
+uint64_t ops_hash_u64(uint64_t v)
+{
+    return hash_u64(v);
 }
 
 /* Integral doubles hash as the int64 they equal, so 1 and 1.0 meet in the same group
@@ -637,16 +754,16 @@ static inline uint64_t hash_cell(const frame_col *c, size_t row)
 {
     if (frame_col_is_null(c, row)) return OPS_NULL_HASH;
     switch (c->type) {
-    case FRAME_I64: return ops_hash_u64((uint64_t)c->v.i64[row]);
-    case FRAME_BOOL: return ops_hash_u64(c->v.b[row]);
+    case FRAME_I64: return hash_u64((uint64_t)c->v.i64[row]);
+    case FRAME_BOOL: return hash_u64(c->v.b[row]);
     case FRAME_F64: {
         double d = c->v.f64[row];
         int64_t i;
-        if (double_as_i64(d, &i)) return ops_hash_u64((uint64_t)i);
+        if (double_as_i64(d, &i)) return hash_u64((uint64_t)i);
         if (isnan(d)) return OPS_P2;
         uint64_t bits;
         memcpy(&bits, &d, 8);
-        return ops_hash_u64(bits ^ OPS_P2);
+        return hash_u64(bits ^ OPS_P2);
     }
     case FRAME_STR: {
         size_t len;
@@ -663,6 +780,48 @@ uint64_t ops_hash_row(const frame_col *const *cols, size_t ncols, size_t row)
     uint64_t h = OPS_P2;
     for (size_t k = 0; k < ncols; k++) h = mum(h ^ hash_cell(cols[k], row), OPS_P1);
     return h;
+}
+
+/* Hashes of rows [start, start+n) of one column, type switch hoisted out of the loop. */
+static void hash_col_range(const frame_col *c, size_t start, size_t n, uint64_t *h)
+{
+    switch (c->type) {
+    case FRAME_I64: {
+        const int64_t *v = c->v.i64 + start;
+        for (size_t i = 0; i < n; i++) h[i] = hash_u64((uint64_t)v[i]);
+        break;
+    }
+    case FRAME_BOOL: {
+        const uint8_t *v = c->v.b + start;
+        for (size_t i = 0; i < n; i++) h[i] = hash_u64(v[i]);
+        break;
+    }
+    default:
+        for (size_t i = 0; i < n; i++) h[i] = hash_cell(c, start + i);
+        return;   /* hash_cell already handled nulls */
+    }
+    if (c->nulls)
+        for (size_t i = 0; i < n; i++)
+            if (c->nulls[start + i]) h[i] = OPS_NULL_HASH;
+}
+
+void ops_hash_rows(const frame_col *const *cols, size_t ncols, size_t start, size_t n,
+                   uint64_t *out)
+{
+    if (ncols == 1) {
+        hash_col_range(cols[0], start, n, out);
+        return;
+    }
+    /* Column at a time through a small buffer: stays in L1, each loop is one type. */
+    uint64_t buf[256];
+    for (size_t i = 0; i < n; i++) out[i] = OPS_P2;
+    for (size_t k = 0; k < ncols; k++) {
+        for (size_t b = 0; b < n; b += 256) {
+            size_t m = n - b < 256 ? n - b : 256;
+            hash_col_range(cols[k], start + b, m, buf);
+            for (size_t i = 0; i < m; i++) out[b + i] = mum(out[b + i] ^ buf[i], OPS_P1);
+        }
+    }
 }
 
 /* Numeric cells compare by value across int64/float64/bool; NaN equals NaN so that
@@ -709,9 +868,54 @@ int ops_rows_equal(const frame_col *const *a, size_t i, const frame_col *const *
 
 /* ---- distinct ---- */
 
+/* Open addressing at load <= 1/2, grown as distinct rows appear so the table tracks the
+ * number of distinct rows, not input rows. A slot holds the hash's high 32 bits (most
+ * probes then skip the row comparison) and entry+1 (0 = empty). */
+typedef struct distinct_set {
+    uint64_t *slots;
+    size_t cap;            /* power of two */
+    size_t *rows;          /* entry -> first row */
+    uint64_t *hashes;      /* entry -> hash, for rehashing */
+    size_t n, rows_cap;
+} distinct_set;
+
+#define OPS_TAG_MASK 0xffffffff00000000ull
+
+static void distinct_place(distinct_set *s, uint64_t h, size_t entry)
+{
+    size_t mask = s->cap - 1, at = (size_t)h & mask;
+    while (s->slots[at]) at = (at + 1) & mask;
+    s->slots[at] = (h & OPS_TAG_MASK) | (uint64_t)(entry + 1);
+}
+
+static mr_code distinct_grow(distinct_set *s)
+{
+    if (s->n == s->rows_cap) {
+        size_t ncap = s->rows_cap ? s->rows_cap * 2 : 1024;
+        size_t *r = realloc(s->rows, ncap * sizeof *r);
+        if (!r) return MR_ENOMEM;
+        s->rows = r;
+        uint64_t *h = realloc(s->hashes, ncap * sizeof *h);
+        if (!h) return MR_ENOMEM;
+        s->hashes = h;
+        s->rows_cap = ncap;
+    }
+    if ((s->n + 1) * 2 <= s->cap) return MR_OK;
+    size_t ncap = s->cap ? s->cap * 2 : 2048;
+    uint64_t *slots = calloc(ncap, sizeof *slots);
+    if (!slots) return MR_ENOMEM;
+    free(s->slots);
+    s->slots = slots;
+    s->cap = ncap;
+    for (size_t j = 0; j < s->n; j++) distinct_place(s, s->hashes[j], j);
+    return MR_OK;
+}
+
 frame *ops_distinct(const frame *f, const char *const *names, size_t n, mr_err *e)
 {
     size_t rows = frame_nrows(f), nc = n ? n : frame_ncols(f);
+    MR_CHECK_NULL(rows < UINT32_MAX, e, MR_ELIMIT,
+                  "distinct: %zu rows is more than one frame supports", rows);
     const frame_col **cols = malloc((nc ? nc : 1) * sizeof *cols);
     if (!cols) return fail_oom(NULL, e, "distinct");
     for (size_t k = 0; k < nc; k++) {
@@ -722,43 +926,38 @@ frame *ops_distinct(const frame *f, const char *const *names, size_t n, mr_err *
             return NULL;
         }
     }
-    /* Open addressing at load <= 1/2; slots hold row+1 (0 = empty) and the hash's high
-     * bits so most probes skip the row comparison. */
-    size_t cap = 16;
-    while (cap < rows * 2) cap *= 2;
-    uint64_t *slots = calloc(cap, sizeof *slots);
-    size_t *keep = malloc((rows ? rows : 1) * sizeof *keep);
-    if (!slots || !keep || rows >= UINT32_MAX) {
-        free(cols);
-        free(slots);
-        free(keep);
-        if (rows >= UINT32_MAX) {
-            mr_fail(e, MR_ELIMIT, "distinct: %zu rows is more than one frame supports", rows);
-            return NULL;
-        }
-        return fail_oom(NULL, e, "distinct");
-    }
-    size_t nkeep = 0, mask = cap - 1;
+    distinct_set s = {0};
+    frame *out = NULL;
+    if (distinct_grow(&s) != MR_OK) goto oom;
+    uint64_t hbuf[1024];
     for (size_t r = 0; r < rows; r++) {
-        uint64_t h = ops_hash_row(cols, nc, r);
-        uint64_t tag = h & 0xffffffff00000000ull;
-        size_t s = (size_t)h & mask;
+        if (r % 1024 == 0) ops_hash_rows(cols, nc, r, rows - r < 1024 ? rows - r : 1024, hbuf);
+        uint64_t h = hbuf[r % 1024], tag = h & OPS_TAG_MASK;
+        size_t mask = s.cap - 1, at = (size_t)h & mask;
         for (;;) {
-            uint64_t v = slots[s];
+            uint64_t v = s.slots[at];
             if (v == 0) {
-                slots[s] = tag | (uint64_t)(r + 1);
-                keep[nkeep++] = r;
+                s.rows[s.n] = r;
+                s.hashes[s.n] = h;
+                s.slots[at] = tag | (uint64_t)(s.n + 1);
+                s.n++;
+                if (distinct_grow(&s) != MR_OK) goto oom;
                 break;
             }
-            if ((v & 0xffffffff00000000ull) == tag &&
-                ops_rows_equal(cols, (size_t)(v & 0xffffffffu) - 1, cols, r, nc))
+            if ((v & OPS_TAG_MASK) == tag &&
+                ops_rows_equal(cols, s.rows[(v & 0xffffffffu) - 1], cols, r, nc))
                 break;
-            s = (s + 1) & mask;
+            at = (at + 1) & mask;
         }
     }
-    free(slots);
+    out = ops_take(f, s.rows, s.n, e);
+    goto done;
+oom:
+    mr_fail(e, MR_ENOMEM, "ops: out of memory in distinct");
+done:
     free(cols);
-    frame *out = ops_take(f, keep, nkeep, e);
-    free(keep);
+    free(s.slots);
+    free(s.rows);
+    free(s.hashes);
     return out;
 }

@@ -38,7 +38,9 @@ typedef struct ops_sort_key {
     const char *col;
     int descending;   /* nulls sort last in both directions */
 } ops_sort_key;
-/* Stable sort by several keys. */
+/* Stable sort by several keys. Strings order bytewise (memcmp, then shorter first);
+ * numbers by value with -0.0 == 0.0 and NaN above +inf; nulls last in both directions.
+ * Radix sort on order-preserving 64-bit images; comparisons only resolve ties. */
 frame *ops_sort(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e);
 /* The sorted row order without building a frame (n = frame_nrows). Caller frees. */
 size_t *ops_sort_index(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e);
@@ -49,6 +51,10 @@ frame *ops_distinct(const frame *f, const char *const *cols, size_t n, mr_err *e
 
 /* Hash of row i over the given columns (used by distinct, group-by, join, shuffle). */
 uint64_t ops_hash_row(const frame_col *const *cols, size_t ncols, size_t row);
+/* ops_hash_row for rows [start, start+n) into out[0..n), a column at a time (faster
+ * than a call per row for group-by, join and shuffle). */
+void ops_hash_rows(const frame_col *const *cols, size_t ncols, size_t start, size_t n,
+                   uint64_t *out);
 /* Rows a[i] and b[j] equal over parallel column lists (nulls equal each other). */
 int ops_rows_equal(const frame_col *const *a, size_t i, const frame_col *const *b, size_t j,
                    size_t ncols);

@@ -37,6 +37,12 @@ frame *lframe_take(lua_State *L, int idx, mr_err *e);
 /* Appends the row table at tidx to the frame userdata at fidx (as f:append). Raises. */
 void lframe_append_row(lua_State *L, int fidx, int tidx);
 
+/* Appends every row of the frame at sidx to the frame userdata at fidx (ctx:emit(f)). */
+void lframe_append_frame(lua_State *L, int fidx, int sidx);
+/* frame.from_rows(rows[, schema]) as a lua_CFunction (for callers that must not look it
+ * up through the script's globals). */
+int lframe_from_rows(lua_State *L);
+
 /* Frames created while the epoch is current count as the task's own (see lframe_take).
  * The script bumps the epoch at the start of every task. */
 void lframe_set_epoch(lua_State *L, unsigned epoch);

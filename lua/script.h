@@ -47,6 +47,9 @@ typedef struct script_task {
     /* filled by the run: */
     uint64_t records_in;        /* input records the task read */
     uint64_t bytes_in;
+    /* optional (added after the first version; zero-initialise the struct): */
+    const char *scratch_dir;    /* the task's private folder: io.open works only under it;
+                                   NULL = the script cannot open files at all */
 } script_task;
 
 /* map(input, ctx): returns the task's output frame (the returned frame, or the rows the

@@ -69,6 +69,10 @@ START_TEST(test_push_all_types)
     /* Wrong-type pushes are refused, int into float is widened. */
     ck_assert_int_eq(frame_col_push_f64(i, 1.5), MR_EINVAL);
     ck_assert_int_eq(frame_col_push_str(i, "x", 1), MR_EINVAL);
+    ck_assert_int_eq(frame_col_push_i64(s, 1), MR_EINVAL);
+    ck_assert_int_eq(frame_col_push_bool(i, 1), MR_EINVAL);
+    ck_assert_uint_eq(s->len, n);
+    ck_assert_uint_eq(i->len, n);
     ck_assert_int_eq(frame_col_push_i64(d, 4), MR_OK);
     ck_assert(d->v.f64[n] == 4.0);
     frame_col_free(i);

@@ -1,0 +1,346 @@
+/* writer: frames out as one JSON document, JSON lines or CSV, through a sink. See
+ * writer.h. Rows are formatted into a 64 KiB local buffer that is handed to the sink
+ * when full, so no call per cell reaches the sink. */
+#define _GNU_SOURCE
+#include "writer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sink.h"
+
+#define WR_BUF_SIZE (64u * 1024)
+
+struct writer {
+    sink *s;
+    writer_format fmt;
+    uint64_t rows;
+    int started;        /* json: "[" written; csv: header written */
+    int failed;
+    char **names;       /* csv: header of the first frame, which later frames must match */
+    size_t ncols;
+    char *buf;
+    size_t len;
+};
+
+int writer_format_parse(const char *name, writer_format *out)
+{
+    if (!name) return -1;
+    if (strcmp(name, "json") == 0) *out = WRITER_JSON;
+    else if (strcmp(name, "jsonl") == 0 || strcmp(name, "ndjson") == 0) *out = WRITER_JSONL;
+    else if (strcmp(name, "csv") == 0) *out = WRITER_CSV;
+    else return -1;
+    return 0;
+}
+
+const char *writer_extension(writer_format f, int gzip)
+{
+    switch (f) {
+    case WRITER_JSONL: return gzip ? ".jsonl.gz" : ".jsonl";
+    case WRITER_CSV: return gzip ? ".csv.gz" : ".csv";
+    default: return gzip ? ".json.gz" : ".json";
+    }
+}
+
+size_t writer_fmt_f64(char *buf, double v)
+{
+    if (isnan(v)) return (size_t)snprintf(buf, 32, "nan");
+    if (isinf(v)) return (size_t)snprintf(buf, 32, v < 0 ? "-inf" : "inf");
+    int n = 0;
+    for (int prec = 15; prec <= 17; prec++) {
+        n = snprintf(buf, 32, "%.*g", prec, v);
+        if (prec == 17 || strtod(buf, NULL) == v) break;
+    }
+    if (!strpbrk(buf, ".eE")) {
+        buf[n++] = '.';
+        buf[n++] = '0';
+        buf[n] = '\0';
+    }
+    return (size_t)n;
+}
+
+/* ---- output buffer ---- */
+
+static mr_code wr_flush(writer *w, mr_err *e)
+{
+    if (w->len == 0) return MR_OK;
+    mr_code rc = sink_write(w->s, w->buf, w->len, e);
+    w->len = 0;
+    return rc;
+}
+
+static inline mr_code wr_put(writer *w, const char *p, size_t n, mr_err *e)
+{
+    if (w->len + n > WR_BUF_SIZE) {
+        MR_TRY(wr_flush(w, e));
+        if (n > WR_BUF_SIZE) return sink_write(w->s, p, n, e);
+    }
+    memcpy(w->buf + w->len, p, n);
+    w->len += n;
+    return MR_OK;
+}
+
+static inline mr_code wr_putc(writer *w, char c, mr_err *e)
+{
+    if (w->len == WR_BUF_SIZE) MR_TRY(wr_flush(w, e));
+    w->buf[w->len++] = c;
+    return MR_OK;
+}
+
+static mr_code wr_i64(writer *w, int64_t v, mr_err *e)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--p = '-';
+    return wr_put(w, p, (size_t)(tmp + sizeof tmp - p), e);
+}
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not valid (overlong,
+ * surrogate, beyond U+10FFFF, truncated). */
+static size_t wr_utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned min, cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) n = 2, min = 0x80, cp = c & 0x1f;
+    else if (c >= 0xe0 && c <= 0xef) n = 3, min = 0x800, cp = c & 0x0f;
+    else if (c >= 0xf0 && c <= 0xf4) n = 4, min = 0x10000, cp = c & 0x07;
+    else return 0;
+    if ((size_t)(end - p) < n) return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return n;
+}
+
+/* A JSON string literal: quotes, backslashes and control characters escaped; invalid
+ * UTF-8 bytes replaced by U+FFFD so the document stays valid JSON. */
+static mr_code wr_json_str(writer *w, const char *s, size_t n, mr_err *e)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+    MR_TRY(wr_putc(w, '"', e));
+    while (p < end) {
+        unsigned c = *p;
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0x80) {
+            size_t k = wr_utf8_len(p, end);
+            if (k) {
+                p += k;
+                continue;
+            }
+        }
+        MR_TRY(wr_put(w, (const char *)run, (size_t)(p - run), e));
+        char esc[8];
+        size_t k = 2;
+        esc[0] = '\\';
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            if (c >= 0x80) memcpy(esc, "\xef\xbf\xbd", 3), k = 3;   /* U+FFFD */
+            else k = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c);
+        }
+        MR_TRY(wr_put(w, esc, k, e));
+        p++;
+        run = p;
+    }
+    MR_TRY(wr_put(w, (const char *)run, (size_t)(p - run), e));
+    return wr_putc(w, '"', e);
+}
+
+static mr_code wr_json_value(writer *w, const frame_col *c, size_t r, mr_err *e)
+{
+    if (frame_col_is_null(c, r)) return wr_put(w, "null", 4, e);
+    switch (c->type) {
+    case FRAME_I64: return wr_i64(w, c->v.i64[r], e);
+    case FRAME_F64: {
+        double v = c->v.f64[r];
+        if (!isfinite(v)) return wr_put(w, "null", 4, e);
+        char buf[32];
+        return wr_put(w, buf, writer_fmt_f64(buf, v), e);
+    }
+    case FRAME_BOOL: return c->v.b[r] ? wr_put(w, "true", 4, e) : wr_put(w, "false", 5, e);
+    case FRAME_STR: {
+        size_t n;
+        const char *s = frame_col_str(c, r, &n);
+        return wr_json_str(w, s, n, e);
+    }
+    }
+    return MR_OK;
+}
+
+static mr_code wr_json_rows(writer *w, const frame *f, mr_err *e)
+{
+    size_t nc = frame_ncols(f), nr = frame_nrows(f);
+    for (size_t r = 0; r < nr; r++) {
+        if (w->fmt == WRITER_JSON) MR_TRY(wr_put(w, w->rows == 0 ? "[\n" : ",\n", 2, e));
+        MR_TRY(wr_putc(w, '{', e));
+        for (size_t i = 0; i < nc; i++) {
+            const frame_col *c = frame_col_at(f, i);
+            if (i) MR_TRY(wr_putc(w, ',', e));
+            MR_TRY(wr_json_str(w, c->name, strlen(c->name), e));
+            MR_TRY(wr_putc(w, ':', e));
+            MR_TRY(wr_json_value(w, c, r, e));
+        }
+        MR_TRY(wr_putc(w, '}', e));
+        if (w->fmt == WRITER_JSONL) MR_TRY(wr_putc(w, '\n', e));
+        w->rows++;
+    }
+    return MR_OK;
+}
+
+/* ---- csv ---- */
+
+static mr_code wr_csv_text(writer *w, const char *s, size_t n, mr_err *e)
+{
+    /* Empty strings are quoted so that they read back as "" and not as null. */
+    int quote = n == 0;
+    for (size_t i = 0; i < n && !quote; i++)
+        quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
+    if (!quote) return wr_put(w, s, n, e);
+    MR_TRY(wr_putc(w, '"', e));
+    const char *run = s, *end = s + n;
+    for (const char *p = s; p < end; p++) {
+        if (*p != '"') continue;
+        MR_TRY(wr_put(w, run, (size_t)(p + 1 - run), e));
+        run = p;   /* the quote is written again: "" */
+    }
+    MR_TRY(wr_put(w, run, (size_t)(end - run), e));
+    return wr_putc(w, '"', e);
+}
+
+static mr_code wr_csv_header(writer *w, const frame *f, mr_err *e)
+{
+    size_t nc = frame_ncols(f);
+    if (w->started) {
+        MR_CHECK(nc == w->ncols, e, MR_EINVAL, "%s: frame has %zu columns, the CSV header has %zu",
+                 sink_name(w->s), nc, w->ncols);
+        for (size_t i = 0; i < nc; i++)
+            MR_CHECK(strcmp(frame_col_at(f, i)->name, w->names[i]) == 0, e, MR_EINVAL,
+                     "%s: column %zu is '%s', the CSV header has '%s'", sink_name(w->s), i + 1,
+                     frame_col_at(f, i)->name, w->names[i]);
+        return MR_OK;
+    }
+    w->names = calloc(nc ? nc : 1, sizeof *w->names);
+    MR_CHECK(w->names, e, MR_ENOMEM, "out of memory");
+    w->ncols = nc;
+    for (size_t i = 0; i < nc; i++) {
+        const char *name = frame_col_at(f, i)->name;
+        w->names[i] = strdup(name);
+        MR_CHECK(w->names[i], e, MR_ENOMEM, "out of memory");
+        if (i) MR_TRY(wr_putc(w, ',', e));
+        MR_TRY(wr_csv_text(w, name, strlen(name), e));
+    }
+    if (nc) MR_TRY(wr_putc(w, '\n', e));
+    w->started = 1;
+    return MR_OK;
+}
+
+static mr_code wr_csv_rows(writer *w, const frame *f, mr_err *e)
+{
+    MR_TRY(wr_csv_header(w, f, e));
+    size_t nc = frame_ncols(f), nr = frame_nrows(f);
+    for (size_t r = 0; r < nr; r++) {
+        for (size_t i = 0; i < nc; i++) {
+            const frame_col *c = frame_col_at(f, i);
+            if (i) MR_TRY(wr_putc(w, ',', e));
+            if (frame_col_is_null(c, r)) continue;   /* null: an empty, unquoted cell */
+            switch (c->type) {
+            case FRAME_I64: MR_TRY(wr_i64(w, c->v.i64[r], e)); break;
+            case FRAME_F64: {
+                char buf[32];
+                MR_TRY(wr_put(w, buf, writer_fmt_f64(buf, c->v.f64[r]), e));
+                break;
+            }
+            case FRAME_BOOL: MR_TRY(c->v.b[r] ? wr_put(w, "true", 4, e) : wr_put(w, "false", 5, e)); break;
+            case FRAME_STR: {
+                size_t n;
+                const char *s = frame_col_str(c, r, &n);
+                MR_TRY(wr_csv_text(w, s, n, e));
+                break;
+            }
+            }
+        }
+        MR_TRY(wr_putc(w, '\n', e));
+        w->rows++;
+    }
+    return MR_OK;
+}
+
+/* ---- public ---- */
+
+writer *writer_open(const char *uri, writer_format f, int gzip, mr_err *e)
+{
+    writer *w = calloc(1, sizeof *w);
+    MR_CHECK_NULL(w, e, MR_ENOMEM, "out of memory opening %s", uri);
+    w->fmt = f;
+    w->buf = malloc(WR_BUF_SIZE);
+    if (!w->buf) {
+        free(w);
+        mr_fail(e, MR_ENOMEM, "out of memory opening %s", uri);
+        return NULL;
+    }
+    w->s = sink_open(uri, gzip, e);
+    if (!w->s) {
+        free(w->buf);
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+mr_code writer_append(writer *w, const frame *f, mr_err *e)
+{
+    MR_CHECK(!w->failed, e, MR_EINVAL, "%s: writer already failed", sink_name(w->s));
+    MR_TRY(frame_validate(f, e));
+    mr_code rc = w->fmt == WRITER_CSV ? wr_csv_rows(w, f, e) : wr_json_rows(w, f, e);
+    if (rc != MR_OK) w->failed = 1;
+    return rc;
+}
+
+mr_code writer_commit(writer *w, mr_err *e)
+{
+    MR_CHECK(!w->failed, e, MR_EINVAL, "%s: not committed, an earlier write failed", sink_name(w->s));
+    if (w->fmt == WRITER_JSON) MR_TRY(w->rows ? wr_put(w, "\n]\n", 3, e) : wr_put(w, "[]\n", 3, e));
+    MR_TRY(wr_flush(w, e));
+    return sink_commit(w->s, e);
+}
+
+void writer_free(writer *w)
+{
+    if (!w) return;
+    sink_free(w->s);
+    for (size_t i = 0; i < w->ncols; i++) free(w->names[i]);
+    free(w->names);
+    free(w->buf);
+    free(w);
+}
+
+uint64_t writer_rows(const writer *w) { return w->rows; }
+
+mr_code writer_write_frame(const frame *f, const char *uri, writer_format fmt, int gzip, mr_err *e)
+{
+    writer *w = writer_open(uri, fmt, gzip, e);
+    if (!w) return e ? e->code : MR_EIO;
+    mr_code rc = writer_append(w, f, e);
+    if (rc == MR_OK) rc = writer_commit(w, e);
+    writer_free(w);
+    return rc;
+}

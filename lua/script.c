@@ -1,0 +1,881 @@
+#include "script.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+
+#include "lframe.h"
+#include "linput.h"
+#include "prelude_bc.h"
+
+/* Instructions between deadline checks while the task is within its time, and after it
+ * ran out (small, so a script that catches the timeout with pcall is stopped again at
+ * once instead of getting another million instructions). */
+#define SCRIPT_HOOK_COUNT 1000000
+#define SCRIPT_HOOK_EXPIRED_COUNT 1000
+#define SCRIPT_MAX_SOURCE ((size_t)64 << 20)
+
+struct script {
+    lua_State *L;
+    char *path;
+    char *dir;              /* folder require() loads modules from; NULL: not a local script */
+    int job_ref;
+    int counters_ref;
+    int ctx_mt_ref;
+    script_task *task;      /* the running task, NULL between tasks */
+    linput_track track;
+    unsigned epoch;
+    int timed_out;
+    int jit_off;
+    int emit_ref;           /* ctx:emit's frame for the running task, or LUA_NOREF */
+};
+
+static char script_key;
+
+static script *script_of(lua_State *L)
+{
+    script *s;
+    lua_pushlightuserdata(L, &script_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    s = (script *)lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static char *slurp_file(const char *path, size_t *len)
+{
+    FILE *fp = fopen(path, "rb");
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    if (!fp) return NULL;
+    for (;;) {
+        size_t got;
+        if (n + 4096 + 1 > cap) {
+            char *nb;
+            cap = cap ? cap * 2 : 65536;
+            if (cap > SCRIPT_MAX_SOURCE) {
+                errno = EFBIG;
+                goto fail;
+            }
+            nb = (char *)realloc(buf, cap);
+            if (!nb) goto fail;
+            buf = nb;
+        }
+        got = fread(buf + n, 1, cap - n - 1, fp);
+        n += got;
+        if (got == 0) break;
+    }
+    if (ferror(fp)) goto fail;
+    fclose(fp);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+fail:
+    free(buf);
+    fclose(fp);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- logging */
+
+static void script_log(script *s, const char *level, const char *msg)
+{
+    if (s && s->task && s->task->log) {
+        s->task->log(s->task->log_ud, level, msg);
+        return;
+    }
+    fprintf(stderr, "[%s] %s\n", level, msg);
+}
+
+/* Joins tostring() of the arguments first..top with sep into one string on the stack. */
+static const char *join_args(lua_State *L, int first, const char *sep)
+{
+    int top = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = first; i <= top; i++) {
+        if (i > first) luaL_addstring(&b, sep);
+        lua_pushvalue(L, lua_upvalueindex(1));   /* the original tostring */
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+        if (!lua_isstring(L, -1)) luaL_error(L, "'tostring' must return a string");
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+static int l_print(lua_State *L)
+{
+    script_log(script_of(L), "info", join_args(L, 1, "\t"));
+    return 0;
+}
+
+static int ctx_log(lua_State *L)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "warning", "error", NULL};
+    const char *level = "info";
+    int first = 2;
+    if (lua_gettop(L) >= 3 && lua_type(L, 2) == LUA_TSTRING) {
+        const char *l = lua_tostring(L, 2);
+        for (int i = 0; levels[i]; i++)
+            if (strcmp(l, levels[i]) == 0) {
+                level = strcmp(l, "warning") == 0 ? "warn" : levels[i];
+                first = 3;
+            }
+    }
+    script_log(script_of(L), level, join_args(L, first, " "));
+    return 0;
+}
+
+/* ---------------------------------------------------------------- ctx */
+
+static int ctx_count(lua_State *L)
+{
+    script *s = script_of(L);
+    const char *name = luaL_checkstring(L, 2);
+    lua_Number n = luaL_optnumber(L, 3, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->counters_ref);
+    lua_getfield(L, -1, name);
+    n += lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    lua_pushnumber(L, n);
+    lua_setfield(L, -2, name);
+    return 0;
+}
+
+static int ctx_emit(lua_State *L)
+{
+    script *s = script_of(L);
+    int fidx;
+    if (!s->task) return luaL_error(L, "ctx:emit: no task is running");
+    if (s->emit_ref == LUA_NOREF) {
+        frame *f = frame_create();
+        if (!f) return luaL_error(L, "ctx:emit: out of memory");
+        lframe_push(L, f);
+        s->emit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->emit_ref);
+    fidx = lua_gettop(L);
+    if (lframe_get(L, 2)) lframe_append_frame(L, fidx, 2);
+    else if (lua_istable(L, 2)) lframe_append_row(L, fidx, 2);
+    else return luaL_error(L, "ctx:emit: expected a row table or a frame, got %s", luaL_typename(L, 2));
+    return 0;
+}
+
+static void push_ctx(script *s, const script_task *t)
+{
+    lua_State *L = s->L;
+    lua_createtable(L, 0, 8);
+    lua_pushnumber(L, t->index);
+    lua_setfield(L, -2, "task");
+    lua_pushnumber(L, t->ntasks);
+    lua_setfield(L, -2, "ntasks");
+    lua_pushstring(L, t->kind ? t->kind : "");
+    lua_setfield(L, -2, "kind");
+    if (t->input_uri) {
+        lua_pushstring(L, t->input_uri);
+        lua_setfield(L, -2, "input");
+    }
+    lua_pushstring(L, t->run_id ? t->run_id : "");
+    lua_setfield(L, -2, "run_id");
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->ctx_mt_ref);
+    lua_setmetatable(L, -2);
+}
+
+/* ---------------------------------------------------------------- sandbox */
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            msg = lua_tostring(L, -1);
+        else
+            msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+/* load/loadstring that accept source text only: bytecode bypasses the compiler's checks
+ * and can crash the VM. */
+static int l_load(lua_State *L)
+{
+    size_t len = 0;
+    const char *src, *name, *mode = luaL_optstring(L, 3, "t");
+    int status;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        src = lua_tolstring(L, 1, &len);
+        name = luaL_optstring(L, 2, src);
+    } else {
+        luaL_Buffer b;
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+        name = luaL_optstring(L, 2, "=(load)");
+        luaL_buffinit(L, &b);
+        for (;;) {
+            lua_pushvalue(L, 1);
+            lua_call(L, 0, 1);
+            if (lua_isnil(L, -1) || (lua_isstring(L, -1) && lua_objlen(L, -1) == 0)) {
+                lua_pop(L, 1);
+                break;
+            }
+            if (!lua_isstring(L, -1)) return luaL_error(L, "load: reader function must return a string");
+            luaL_addvalue(&b);
+        }
+        luaL_pushresult(&b);
+        src = lua_tolstring(L, -1, &len);
+    }
+    if (strchr(mode, 'b') && !strchr(mode, 't')) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "load: binary chunks are not allowed");
+        return 2;
+    }
+    if (len > 0 && src[0] == LUA_SIGNATURE[0]) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "load: binary chunks are not allowed");
+        return 2;
+    }
+    status = luaL_loadbufferx(L, src, len, name, "t");
+    if (status != 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (lua_gettop(L) >= 4 && !lua_isnil(L, 4)) {
+        lua_pushvalue(L, 4);
+        lua_setfenv(L, -2);
+    }
+    return 1;
+}
+
+static int valid_module_name(const char *n)
+{
+    if (!*n || *n == '.') return 0;
+    for (const char *p = n; *p; p++) {
+        if (*p == '.' && (p[1] == '.' || p[1] == '\0')) return 0;
+        if (!(*p == '_' || *p == '.' || *p == '-' || (*p >= '0' && *p <= '9') ||
+              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            return 0;
+    }
+    return 1;
+}
+
+/* require(name): Lua modules from the job script's folder only; no C modules, no search
+ * path the script could point elsewhere. upvalue 1: the loaded-modules table. */
+static int l_require(lua_State *L)
+{
+    script *s = script_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    char path[PATH_MAX], chunk[PATH_MAX + 2];
+    char *src;
+    size_t len, n;
+    lua_settop(L, 1);
+    lua_getfield(L, lua_upvalueindex(1), name);
+    if (!lua_isnil(L, -1)) return 1;
+    lua_pop(L, 1);
+    if (!valid_module_name(name)) return luaL_error(L, "require: invalid module name '%s'", name);
+    if (!s->dir)
+        return luaL_error(L, "require '%s': modules load from the job script's folder, and this "
+                             "script is not a local file", name);
+    n = (size_t)snprintf(path, sizeof path, "%s/%s", s->dir, name);
+    if (n + 5 >= sizeof path) return luaL_error(L, "require '%s': path too long", name);
+    for (char *p = path + strlen(s->dir) + 1; *p; p++)
+        if (*p == '.') *p = '/';
+    strcat(path, ".lua");
+    src = slurp_file(path, &len);
+    if (!src)
+        return luaL_error(L, "module '%s' not found: no file %s (only Lua modules in the job "
+                             "script's folder can be required; C modules are not allowed)",
+                          name, path);
+    snprintf(chunk, sizeof chunk, "@%s", path);
+    if (len > 0 && src[0] == LUA_SIGNATURE[0]) {
+        free(src);
+        return luaL_error(L, "require '%s': %s is a binary chunk (only source is allowed)", name, path);
+    }
+    if (luaL_loadbufferx(L, src, len, chunk, "t") != 0) {
+        free(src);
+        return lua_error(L);
+    }
+    free(src);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushboolean(L, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, lua_upvalueindex(1), name);
+    return 1;
+}
+
+/* Resolves path under the task's scratch folder into out; raises when it is outside. */
+static void scratch_path(lua_State *L, const char *fn, const char *path, char *out, size_t cap)
+{
+    script *s = script_of(L);
+    const char *scratch = s && s->task ? s->task->scratch_dir : NULL;
+    char real_scratch[PATH_MAX], dir[PATH_MAX], real_dir[PATH_MAX];
+    char *slash;
+    size_t rl;
+    if (!scratch || !*scratch)
+        luaL_error(L, "%s: scripts cannot open files (no scratch folder for this task)", fn);
+    if (strstr(path, ".."))
+        luaL_error(L, "%s: '%s': '..' is not allowed in paths", fn, path);
+    if (path[0] == '/') snprintf(out, cap, "%s", path);
+    else snprintf(out, cap, "%s/%s", scratch, path);
+    if (!realpath(scratch, real_scratch)) luaL_error(L, "%s: scratch folder %s: %s", fn, scratch, strerror(errno));
+    snprintf(dir, sizeof dir, "%s", out);
+    slash = strrchr(dir, '/');
+    if (slash == dir) slash[1] = '\0';
+    else if (slash) *slash = '\0';
+    if (!realpath(dir, real_dir)) luaL_error(L, "%s: '%s': %s", fn, path, strerror(errno));
+    rl = strlen(real_scratch);
+    if (strncmp(real_dir, real_scratch, rl) != 0 || (real_dir[rl] != '\0' && real_dir[rl] != '/'))
+        luaL_error(L, "%s: '%s' is outside the task's scratch folder", fn, path);
+}
+
+static int l_io_open(lua_State *L)
+{
+    char p[PATH_MAX];
+    scratch_path(L, "io.open", luaL_checkstring(L, 1), p, sizeof p);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushstring(L, p);
+    lua_pushstring(L, luaL_optstring(L, 2, "r"));
+    lua_call(L, 2, LUA_MULTRET);
+    return lua_gettop(L) - 2;
+}
+
+static int l_io_lines(lua_State *L)
+{
+    char p[PATH_MAX];
+    if (lua_isnoneornil(L, 1)) return luaL_error(L, "io.lines: reading standard input is not allowed");
+    scratch_path(L, "io.lines", luaL_checkstring(L, 1), p, sizeof p);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushstring(L, p);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static int l_io_close(lua_State *L)
+{
+    luaL_checkudata(L, 1, "FILE*");   /* io.close() alone would close standard output */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, LUA_MULTRET);
+    return lua_gettop(L) - 1;
+}
+
+static int strict_index(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    if (lua_toboolean(L, -1)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    if (lua_type(L, 2) == LUA_TSTRING) return luaL_error(L, "undefined global '%s'", lua_tostring(L, 2));
+    return luaL_error(L, "undefined global (a %s key)", luaL_typename(L, 2));
+}
+
+/* New globals may be created by the script's top level (and C), not inside functions,
+ * where a missing `local` is almost always a bug. */
+static int strict_newindex(lua_State *L)
+{
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "S", &ar) && strcmp(ar.what, "main") != 0 &&
+        strcmp(ar.what, "C") != 0) {
+        if (lua_type(L, 2) == LUA_TSTRING)
+            return luaL_error(L, "assignment to undeclared global '%s' inside a function "
+                                 "(use local, or assign it once at the top level of the script)",
+                              lua_tostring(L, 2));
+        return luaL_error(L, "assignment to an undeclared global inside a function");
+    }
+    lua_pushvalue(L, 2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, lua_upvalueindex(1));
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static void open_lib(lua_State *L, const char *name, lua_CFunction fn)
+{
+    lua_pushcfunction(L, fn);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 0);
+}
+
+static void copy_field(lua_State *L, int from, int to, const char *k)
+{
+    lua_getfield(L, from, k);
+    lua_setfield(L, to, k);
+}
+
+static void sandbox_os_io(lua_State *L)
+{
+    int top = lua_gettop(L);
+    lua_getglobal(L, "os");                         /* top+1 */
+    lua_createtable(L, 0, 4);                       /* top+2 */
+    copy_field(L, top + 1, top + 2, "time");
+    copy_field(L, top + 1, top + 2, "clock");
+    copy_field(L, top + 1, top + 2, "date");
+    copy_field(L, top + 1, top + 2, "difftime");
+    lua_setglobal(L, "os");
+
+    lua_getglobal(L, "io");                         /* top+2 */
+    lua_createtable(L, 0, 4);                       /* top+3 */
+    copy_field(L, top + 2, top + 3, "type");
+    lua_getfield(L, top + 2, "open");
+    lua_pushcclosure(L, l_io_open, 1);
+    lua_setfield(L, top + 3, "open");
+    lua_getfield(L, top + 2, "lines");
+    lua_pushcclosure(L, l_io_lines, 1);
+    lua_setfield(L, top + 3, "lines");
+    lua_getfield(L, top + 2, "close");
+    lua_pushcclosure(L, l_io_close, 1);
+    lua_setfield(L, top + 3, "close");
+    lua_setglobal(L, "io");
+
+    /* the registry's copies of the full libraries must not be reachable either */
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    if (lua_istable(L, -1)) {
+        lua_getglobal(L, "os");
+        lua_setfield(L, -2, "os");
+        lua_getglobal(L, "io");
+        lua_setfield(L, -2, "io");
+        lua_pushnil(L);
+        lua_setfield(L, -2, "jit");
+    }
+    lua_settop(L, top);
+}
+
+static void sandbox_globals(lua_State *L)
+{
+    static const char *const removed[] = {"dofile", "loadfile", "jit", "module", "package",
+                                          "debug", "ffi", NULL};
+    for (int i = 0; removed[i]; i++) {
+        lua_pushnil(L);
+        lua_setglobal(L, removed[i]);
+    }
+    lua_pushcfunction(L, l_load);
+    lua_setglobal(L, "load");
+    lua_pushcfunction(L, l_load);
+    lua_setglobal(L, "loadstring");
+    lua_newtable(L);
+    lua_pushcclosure(L, l_require, 1);
+    lua_setglobal(L, "require");
+    lua_getglobal(L, "tostring");
+    lua_pushcclosure(L, l_print, 1);
+    lua_setglobal(L, "print");
+}
+
+static void strict_globals(lua_State *L)
+{
+    lua_pushvalue(L, LUA_GLOBALSINDEX);
+    lua_createtable(L, 0, 2);
+    lua_newtable(L);                    /* declared-but-nil globals */
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, strict_index, 1);
+    lua_setfield(L, -3, "__index");
+    lua_pushcclosure(L, strict_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+}
+
+static void ctx_metatable(script *s)
+{
+    static const luaL_Reg methods[] = {
+        {"count", ctx_count}, {"emit", ctx_emit}, {NULL, NULL},
+    };
+    lua_State *L = s->L;
+    lua_createtable(L, 0, 1);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_getglobal(L, "tostring");
+    lua_pushcclosure(L, ctx_log, 1);
+    lua_setfield(L, -2, "log");
+    lua_setfield(L, -2, "__index");
+    s->ctx_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* Runs inside lua_cpcall: everything here may raise (out of memory). */
+static int setup_state(lua_State *L)
+{
+    script *s = (script *)lua_touserdata(L, 1);
+    lua_pushlightuserdata(L, &script_key);
+    lua_pushlightuserdata(L, s);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    open_lib(L, "", luaopen_base);
+    open_lib(L, LUA_TABLIBNAME, luaopen_table);
+    open_lib(L, LUA_STRLIBNAME, luaopen_string);
+    open_lib(L, LUA_MATHLIBNAME, luaopen_math);
+    open_lib(L, LUA_BITLIBNAME, luaopen_bit);
+    open_lib(L, LUA_OSLIBNAME, luaopen_os);
+    open_lib(L, LUA_IOLIBNAME, luaopen_io);
+    open_lib(L, LUA_JITLIBNAME, luaopen_jit);   /* turns the compiler on; the table goes */
+    sandbox_os_io(L);
+
+    lframe_register(L);
+    linput_register(L);
+    sandbox_globals(L);
+    ctx_metatable(s);
+    lua_newtable(L);
+    s->counters_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    if (luaL_loadbuffer(L, (const char *)luaJIT_BC_prelude, luaJIT_BC_prelude_SIZE, "=prelude") != 0)
+        return lua_error(L);
+    lframe_push_methods(L);
+    lframe_push_grouped_methods(L);
+    lua_call(L, 2, 0);
+    strict_globals(L);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- create / free */
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = (char *)malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash;
+    char *d;
+    if (strstr(path, "://")) return NULL;
+    slash = strrchr(path, '/');
+    if (!slash) return dup_str(".");
+    if (slash == path) return dup_str("/");
+    d = (char *)malloc((size_t)(slash - path) + 1);
+    if (!d) return NULL;
+    memcpy(d, path, (size_t)(slash - path));
+    d[slash - path] = '\0';
+    return d;
+}
+
+script *script_create(const char *path, const char *source, size_t source_len, mr_err *e)
+{
+    script *s = (script *)calloc(1, sizeof *s);
+    char *buf = NULL, *chunk = NULL;
+    lua_State *L;
+    int base;
+    if (!path) path = "script.lua";
+    if (!s) {
+        mr_fail(e, MR_ENOMEM, "loading script %s: out of memory", path);
+        return NULL;
+    }
+    s->job_ref = s->counters_ref = s->ctx_mt_ref = s->emit_ref = LUA_NOREF;
+    s->path = dup_str(path);
+    s->dir = dir_of(path);
+    if (!s->path) {
+        mr_fail(e, MR_ENOMEM, "loading script %s: out of memory", path);
+        goto fail;
+    }
+    if (!source) {
+        buf = slurp_file(path, &source_len);
+        if (!buf) {
+            mr_fail(e, errno == ENOENT ? MR_ENOTFOUND : MR_EIO, "cannot read script %s: %s", path,
+                    strerror(errno));
+            goto fail;
+        }
+        source = buf;
+    }
+    s->L = L = luaL_newstate();
+    if (!L) {
+        mr_fail(e, MR_ENOMEM, "loading script %s: cannot create a Lua state", path);
+        goto fail;
+    }
+    if (lua_cpcall(L, setup_state, s) != 0) {
+        mr_fail(e, MR_ESCRIPT, "setting up the Lua state for %s: %s", path, lua_tostring(L, -1));
+        goto fail;
+    }
+    if (source_len > 0 && source[0] == LUA_SIGNATURE[0]) {
+        mr_fail(e, MR_ESCRIPT, "script %s is a bytecode chunk; give the Lua source", path);
+        goto fail;
+    }
+    chunk = (char *)malloc(strlen(path) + 2);
+    if (!chunk) {
+        mr_fail(e, MR_ENOMEM, "loading script %s: out of memory", path);
+        goto fail;
+    }
+    chunk[0] = '@';
+    strcpy(chunk + 1, path);
+    base = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    if (luaL_loadbufferx(L, source, source_len, chunk, "t") != 0) {
+        mr_fail(e, MR_ESCRIPT, "%s", lua_tostring(L, -1));
+        goto fail;
+    }
+    if (lua_pcall(L, 0, 1, base + 1) != 0) {
+        mr_fail(e, MR_ESCRIPT, "running %s: %s", path, lua_tostring(L, -1));
+        goto fail;
+    }
+    if (!lua_istable(L, -1)) {
+        mr_fail(e, MR_ESCRIPT, "%s must return a table with map and/or reduce functions, got %s",
+                path, luaL_typename(L, -1));
+        goto fail;
+    }
+    s->job_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_settop(L, base);
+    if (!script_has(s, "map") && !script_has(s, "reduce")) {
+        mr_fail(e, MR_ESCRIPT, "%s: the returned table has neither a map nor a reduce function", path);
+        goto fail;
+    }
+    free(buf);
+    free(chunk);
+    return s;
+fail:
+    free(buf);
+    free(chunk);
+    script_free(s);
+    return NULL;
+}
+
+void script_free(script *s)
+{
+    if (!s) return;
+    if (s->L) lua_close(s->L);
+    free(s->path);
+    free(s->dir);
+    free(s);
+}
+
+int script_has(const script *s, const char *fn)
+{
+    int yes;
+    if (!s || !s->L || s->job_ref == LUA_NOREF) return 0;
+    lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->job_ref);
+    lua_getfield(s->L, -1, fn);
+    yes = lua_isfunction(s->L, -1);
+    lua_pop(s->L, 2);
+    return yes;
+}
+
+/* ---------------------------------------------------------------- running tasks */
+
+/* The count hook: LuaJIT calls it from the interpreter only, which is why tasks with a
+ * deadline run with the JIT compiler off (see task_begin). */
+static void deadline_hook(lua_State *L, lua_Debug *ar)
+{
+    script *s = script_of(L);
+    if (!s || !s->task || s->task->deadline <= 0) return;
+    if (!s->timed_out) {
+        if (wall_now() < s->task->deadline) return;
+        s->timed_out = 1;
+        lua_sethook(L, deadline_hook, LUA_MASKCOUNT, SCRIPT_HOOK_EXPIRED_COUNT);
+    }
+    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+        lua_pushfstring(L, "%s:%d: task exceeded its time limit", ar->short_src, ar->currentline);
+    else
+        lua_pushliteral(L, "task exceeded its time limit");
+    lua_error(L);
+}
+
+static void task_begin(script *s, script_task *t)
+{
+    lua_State *L = s->L;
+    s->task = t;
+    s->epoch++;
+    lframe_set_epoch(L, s->epoch);
+    s->track.record = 0;
+    mr_err_clear(&s->track.err);
+    s->timed_out = 0;
+    s->emit_ref = LUA_NOREF;
+    if (t->deadline > 0) {
+        /* compiled traces never call hooks: drop them and interpret this task */
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_FLUSH);
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+        s->jit_off = 1;
+        lua_sethook(L, deadline_hook, LUA_MASKCOUNT, SCRIPT_HOOK_COUNT);
+    }
+}
+
+static void task_end(script *s)
+{
+    lua_State *L = s->L;
+    lua_sethook(L, NULL, 0, 0);
+    if (s->jit_off) {
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+        s->jit_off = 0;
+    }
+    if (s->emit_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->emit_ref);
+    s->emit_ref = LUA_NOREF;
+    s->task = NULL;
+}
+
+static void report_error(script *s, const char *kind, const script_task *t, const char *msg,
+                         mr_err *e)
+{
+    mr_code code = MR_ESCRIPT;
+    char where[512];
+    if (s->timed_out) code = MR_ETIMEOUT;
+    else if (s->track.err.code != MR_OK) code = s->track.err.code;
+    if (strcmp(kind, "map") == 0) {
+        uint64_t rec = s->track.record ? s->track.record : t->records_in;
+        if (rec)
+            snprintf(where, sizeof where, "map task %d (%s, record %llu)", t->index,
+                     t->input_uri ? t->input_uri : "?", (unsigned long long)rec);
+        else
+            snprintf(where, sizeof where, "map task %d (%s, before the first record)", t->index,
+                     t->input_uri ? t->input_uri : "?");
+    } else {
+        snprintf(where, sizeof where, "%s task %d", kind, t->index);
+    }
+    mr_fail(e, code, "%s: %s", where, msg ? msg : "(error without a message)");
+}
+
+/* Turns the value at idx (what map/reduce returned) into a frame for the engine. */
+static frame *task_result(script *s, const char *kind, const script_task *t, int idx, mr_err *e)
+{
+    lua_State *L = s->L;
+    frame *f;
+    if (lframe_get(L, idx)) {
+        f = lframe_take(L, idx, e);
+        if (!f) mr_wrap(e, "%s task %d: ", kind, t->index);
+        return f;
+    }
+    if (lua_isnil(L, idx)) {
+        if (s->emit_ref != LUA_NOREF) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, s->emit_ref);
+            f = lframe_take(L, -1, e);
+            lua_pop(L, 1);
+            return f;
+        }
+        f = frame_create();
+        if (!f) mr_fail(e, MR_ENOMEM, "%s task %d: out of memory", kind, t->index);
+        return f;
+    }
+    if (lua_istable(L, idx)) {   /* a list of row tables */
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, traceback);
+        lua_pushcfunction(L, lframe_from_rows);
+        lua_pushvalue(L, idx);
+        if (lua_pcall(L, 1, 1, top + 1) != 0) {
+            mr_fail(e, MR_ESCRIPT, "%s task %d: the returned rows: %s", kind, t->index,
+                    lua_tostring(L, -1));
+            lua_settop(L, top);
+            return NULL;
+        }
+        f = lframe_take(L, -1, e);
+        lua_settop(L, top);
+        return f;
+    }
+    mr_fail(e, MR_ESCRIPT, "%s task %d: %s returned a %s; return a frame, a list of row tables, "
+                           "or nil (rows emitted with ctx:emit)", kind, t->index, kind,
+            luaL_typename(L, idx));
+    return NULL;
+}
+
+static int push_job_fn(script *s, const char *fn)
+{
+    lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->job_ref);
+    lua_getfield(s->L, -1, fn);
+    lua_remove(s->L, -2);
+    return lua_isfunction(s->L, -1);
+}
+
+frame *script_run_map(script *s, script_task *t, mr_err *e)
+{
+    lua_State *L;
+    int base, rc;
+    frame *out = NULL;
+    if (!s || !t) {
+        mr_fail(e, MR_EINVAL, "script_run_map: no script or task");
+        return NULL;
+    }
+    L = s->L;
+    base = lua_gettop(L);
+    task_begin(s, t);
+    lua_pushcfunction(L, traceback);                    /* base+1 */
+    if (linput_push(L, t, &s->track, e) != 0) goto done; /* base+2 */
+    if (!push_job_fn(s, "map")) {                       /* base+3 */
+        mr_fail(e, MR_EINVAL, "%s has no map function", s->path);
+        goto done;
+    }
+    lua_pushvalue(L, base + 2);
+    push_ctx(s, t);
+    rc = lua_pcall(L, 2, 1, base + 1);
+    linput_close(L, base + 2);
+    if (rc != 0) {
+        report_error(s, "map", t, lua_tostring(L, -1), e);
+        goto done;
+    }
+    out = task_result(s, "map", t, base + 3, e);
+done:
+    lua_settop(L, base);
+    task_end(s);
+    return out;
+}
+
+frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script_task *t,
+                           mr_err *e)
+{
+    lua_State *L;
+    int base, rc;
+    frame *out = NULL;
+    if (!s || !t || !fn || !input) {
+        mr_fail(e, MR_EINVAL, "script_run_frame_fn: missing script, function name, input or task");
+        return NULL;
+    }
+    L = s->L;
+    base = lua_gettop(L);
+    task_begin(s, t);
+    lua_pushcfunction(L, traceback);        /* base+1 */
+    lframe_push_borrowed(L, input);         /* base+2 */
+    if (!push_job_fn(s, fn)) {              /* base+3 */
+        mr_fail(e, MR_EINVAL, "%s has no %s function", s->path, fn);
+        goto done;
+    }
+    lua_pushvalue(L, base + 2);
+    push_ctx(s, t);
+    rc = lua_pcall(L, 2, 1, base + 1);
+    if (rc != 0) {
+        report_error(s, fn, t, lua_tostring(L, -1), e);
+        goto done;
+    }
+    out = task_result(s, fn, t, base + 3, e);
+done:
+    /* after the result was taken: returning the input itself must copy it first */
+    lframe_release(L, base + 2);
+    lua_settop(L, base);
+    task_end(s);
+    return out;
+}
+
+void script_drain_counters(script *s, script_counter_fn fn, void *ud)
+{
+    lua_State *L;
+    if (!s || !s->L) return;
+    L = s->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->counters_ref);
+    if (fn) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING) fn(ud, lua_tostring(L, -2), lua_tonumber(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_rawseti(L, LUA_REGISTRYINDEX, s->counters_ref);
+}

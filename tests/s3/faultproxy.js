@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+// Fault-injecting HTTP proxy for luamr's S3 tests. It sits in front of the test server
+// (clients use it as their S3 endpoint; the Host header is passed through unchanged, so
+// SigV4 signatures still verify) and, deterministically for a given seed:
+//   - answers a share of requests with 503 SlowDown (without forwarding them),
+//   - cuts a share of successful GET response bodies halfway (headers promise the full
+//     length, half the bytes arrive, then the connection is destroyed).
+//
+//   node tests/s3/faultproxy.js --target PORT [--port N] [--seed S]
+//                               [--slowdown 0.1] [--cut 0.1]
+// Prints "PORT <n>" once listening; exits when stdin closes or on SIGTERM/SIGINT.
+// GET /__faultproxy/stats answers {"requests":..,"slowdowns":..,"cuts":..} (not forwarded).
+'use strict';
+
+const http = require('http');
+
+function parseArgs(argv) {
+  const o = { target: 0, port: 0, seed: 1, slowdown: 0.1, cut: 0.1 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[++i];
+    if (a === '--target') o.target = Number(v);
+    else if (a === '--port') o.port = Number(v);
+    else if (a === '--seed') o.seed = Number(v);
+    else if (a === '--slowdown') o.slowdown = Number(v);
+    else if (a === '--cut') o.cut = Number(v);
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!o.target) throw new Error('--target PORT is required');
+  return o;
+}
+
+// mulberry32: a small seeded PRNG, so a run's faults can be replayed exactly.
+function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const random = prng(opts.seed);
+const stats = { requests: 0, slowdowns: 0, cuts: 0 };
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+function slowDown(req, res) {
+  req.resume();
+  req.on('end', () => {
+    const body =
+      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>' +
+      '<Message>Please reduce your request rate.</Message>' +
+      `<RequestId>FAULT${stats.requests}</RequestId></Error>`;
+    res.writeHead(503, {
+      'Content-Type': 'application/xml',
+      'Content-Length': Buffer.byteLength(body),
+      'x-amz-request-id': `FAULT${stats.requests}`,
+    });
+    res.end(body);
+  });
+}
+
+const server = http.createServer((req, res) => {
+  if (req.url === '/__faultproxy/stats') {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify(stats));
+    return;
+  }
+  stats.requests++;
+  // Both draws happen for every request, so the sequence does not depend on responses.
+  const slow = random() < opts.slowdown;
+  const cut = random() < opts.cut;
+  if (slow) {
+    stats.slowdowns++;
+    slowDown(req, res);
+    return;
+  }
+  const up = http.request(
+    {
+      host: '127.0.0.1',
+      port: opts.target,
+      method: req.method,
+      path: req.url,
+      headers: req.headers,
+      agent,
+    },
+    (upRes) => {
+      const length = Number(upRes.headers['content-length'] || 0);
+      const cuttable =
+        cut && req.method === 'GET' && (upRes.statusCode === 200 || upRes.statusCode === 206) && length >= 2;
+      res.writeHead(upRes.statusCode, upRes.headers);
+      if (!cuttable) {
+        upRes.pipe(res);
+        return;
+      }
+      stats.cuts++;
+      let left = Math.floor(length / 2);
+      upRes.on('data', (chunk) => {
+        if (left <= 0) return;
+        const part = chunk.length <= left ? chunk : chunk.subarray(0, left);
+        left -= part.length;
+        res.write(part);
+        if (left <= 0) {
+          upRes.destroy();
+          // Let the half body leave before the connection drops.
+          res.socket.end(() => res.socket.destroy());
+          setTimeout(() => res.socket && res.socket.destroy(), 200).unref();
+        }
+      });
+    },
+  );
+  up.on('error', (err) => {
+    if (!res.headersSent) res.writeHead(502);
+    res.end();
+  });
+  req.pipe(up);
+});
+
+server.keepAliveTimeout = 30000;
+server.listen(opts.port, '127.0.0.1', () => {
+  process.stdout.write(`PORT ${server.address().port}\n`);
+});
+
+const stop = () => {
+  process.stderr.write(`faultproxy: ${JSON.stringify(stats)}\n`);
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdin.on('end', stop);
+process.stdin.on('error', stop);
+process.stdin.resume();

@@ -1,0 +1,729 @@
+/* Unit tests for connectors/reader: lines, CSV (RFC 4180 corner cases, bad rows), JSON
+ * lines, typed frames (inference, promotion, schemas), number parsing, byte-range splits.
+ * With LUAMR_BENCH=1 it also times reader_frame on a 20M-row CSV (see bench tcase). */
+#define _GNU_SOURCE
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "connectors/reader.h"
+#include "connectors/storage.h"
+
+static char tmpdir[256];
+
+static void setup(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/luamr_test_reader_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void) { storage_remove(tmpdir, NULL); }
+
+static char *path_in(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+static char *write_text(const char *name, const char *text)
+{
+    char *p = path_in(name);
+    write_file(p, text, strlen(text));
+    return p;
+}
+
+/* Bad records collected by the callback. */
+typedef struct bad_log {
+    int n;
+    uint64_t line[32], offset[32];
+    char reason[32][256];
+    char field[32][64];
+    char raw[32][300];
+    int stop_after;   /* > 0: fail with MR_ELIMIT on that many */
+} bad_log;
+
+static mr_code on_bad(const reader_bad *b, void *ud, mr_err *e)
+{
+    bad_log *l = ud;
+    if (l->n < 32) {
+        l->line[l->n] = b->record;
+        l->offset[l->n] = b->offset;
+        snprintf(l->reason[l->n], 256, "%s", b->reason);
+        snprintf(l->field[l->n], 64, "%s", b->field ? b->field : "");
+        ck_assert_uint_le(b->raw_len, 256);
+        snprintf(l->raw[l->n], 300, "%.*s", (int)b->raw_len, b->raw);
+        ck_assert_ptr_nonnull(strstr(b->file, tmpdir));
+    }
+    l->n++;
+    if (l->stop_after && l->n >= l->stop_after)
+        return mr_fail(e, MR_ELIMIT, "too many bad records");
+    return MR_OK;
+}
+
+static reader *open_csv(const char *path, bad_log *log)
+{
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = READER_CSV;
+    mr_err e = {0};
+    reader *r = reader_open(path, &o, on_bad, log, &e);
+    ck_assert_msg(r != NULL, "open: %s", e.msg);
+    return r;
+}
+
+static int field_is(const reader_rec *rec, size_t i, const char *s)
+{
+    return i < rec->nfields && rec->field_lens[i] == strlen(s) &&
+           memcmp(rec->fields[i], s, rec->field_lens[i]) == 0;
+}
+
+/* ---- tcase: csv records ---- */
+
+START_TEST(test_csv_rfc4180)
+{
+    const char *text =
+        "id,name,note\r\n"
+        "1,plain,simple\r\n"
+        "2,\"with, comma\",\"say \"\"hi\"\"\"\r\n"
+        "\r\n"
+        "3,\"multi\nline\r\nfield\",x\n"
+        "4,,\"\"\n"
+        "5,\"\",last";
+    bad_log log = {0};
+    reader *r = open_csv(write_text("t.csv", text), &log);
+    reader_rec rec;
+    mr_err e = {0};
+    ck_assert_int_eq(reader_next(r, &rec, &e), 1);
+    ck_assert_uint_eq(rec.nfields, 3);
+    ck_assert_str_eq(rec.names[1], "name");
+    ck_assert(field_is(&rec, 0, "1") && field_is(&rec, 1, "plain") && field_is(&rec, 2, "simple"));
+    ck_assert_uint_eq(rec.offset, strlen("id,name,note\r\n"));
+    ck_assert_uint_eq(rec.raw_len, strlen("1,plain,simple"));
+
+    ck_assert_int_eq(reader_next(r, &rec, &e), 1);
+    ck_assert(field_is(&rec, 1, "with, comma"));
+    ck_assert(field_is(&rec, 2, "say \"hi\""));
+
+    ck_assert_int_eq(reader_next(r, &rec, &e), 1);
+    ck_assert(field_is(&rec, 0, "3"));
+    ck_assert(field_is(&rec, 1, "multi\nline\r\nfield"));
+    ck_assert(field_is(&rec, 2, "x"));
+
+    ck_assert_int_eq(reader_next(r, &rec, &e), 1);
+    ck_assert(field_is(&rec, 1, "") && field_is(&rec, 2, ""));
+    ck_assert_int_eq(reader_next(r, &rec, &e), 1);
+    ck_assert(field_is(&rec, 0, "5") && field_is(&rec, 2, "last"));
+    ck_assert_uint_eq(rec.number, 5);
+    ck_assert_int_eq(reader_next(r, &rec, &e), 0);
+    ck_assert_int_eq(log.n, 0);
+    ck_assert_uint_eq(reader_records(r), 5);
+    ck_assert_uint_eq(reader_bytes(r), strlen(text));
+    reader_free(r);
+}
+END_TEST
+
+START_TEST(test_csv_bad_rows_reported)
+{
+    /* line numbers are physical lines: the quoted newline on line 3 shifts the rest */
+    const char *text =
+        "a,b,c,d\n"                /* 1 */
+        "1,2,3,4\n"                /* 2 */
+        "5,\"x\ny\",7,8\n"         /* 3-4 */
+        "1,2,3,4,5\n"              /* 5: too many */
+        "\n"                       /* 6 */
+        "9,9\n"                    /* 7: too few */
+        "1,\"q\"z,3,4\n"           /* 8: junk after a closing quote */
+        "10,11,12,13\n";           /* 9 */
+    bad_log log = {0};
+    reader *r = open_csv(write_text("bad.csv", text), &log);
+    reader_rec rec;
+    mr_err e = {0};
+    int good = 0;
+    while (reader_next(r, &rec, &e) == 1) good++;
+    ck_assert_int_eq(good, 3);
+    ck_assert_int_eq(log.n, 3);
+    ck_assert_uint_eq(reader_bad_count(r), 3);
+    ck_assert_uint_eq(log.line[0], 5);
+    ck_assert_str_eq(log.reason[0], "row has 5 fields, header has 4");
+    ck_assert_str_eq(log.raw[0], "1,2,3,4,5");
+    ck_assert_uint_eq(log.offset[0], (uint64_t)(strstr(text, "1,2,3,4,5") - text));
+    ck_assert_uint_eq(log.line[1], 7);
+    ck_assert_str_eq(log.reason[1], "row has 2 fields, header has 4");
+    ck_assert_uint_eq(log.line[2], 8);
+    ck_assert_ptr_nonnull(strstr(log.reason[2], "closing quote"));
+    ck_assert_str_eq(log.field[2], "b");
+    reader_free(r);
+
+    /* The callback can stop the reader. */
+    bad_log stop = {.stop_after = 2};
+    r = open_csv(path_in("bad.csv"), &stop);
+    int rc;
+    while ((rc = reader_next(r, &rec, &e)) == 1) {
+    }
+    ck_assert_int_eq(rc, -1);
+    ck_assert_int_eq(e.code, MR_ELIMIT);
+    reader_free(r);
+}
+END_TEST
+
+START_TEST(test_csv_raw_prefix_and_unterminated)
+{
+    char text[2000];
+    strcpy(text, "a,b\n");
+    size_t n = strlen(text);
+    memset(text + n, 'z', 600);   /* one 600-byte field: a 1-field row */
+    n += 600;
+    strcpy(text + n, "\n1,\"open quote\n2,3\n");
+    bad_log log = {0};
+    reader *r = open_csv(write_text("raw.csv", text), &log);
+    reader_rec rec;
+    mr_err e = {0};
+    ck_assert_int_eq(reader_next(r, &rec, &e), 0);
+    ck_assert_int_eq(log.n, 2);
+    ck_assert_uint_eq(strlen(log.raw[0]), 256);
+    ck_assert_uint_eq(log.line[1], 3);
+    ck_assert_ptr_nonnull(strstr(log.reason[1], "unterminated"));
+    reader_free(r);
+}
+END_TEST
+
+START_TEST(test_tsv_and_headerless_schema)
+{
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = READER_CSV;
+    o.delimiter = '\t';
+    o.header = 0;
+    const char *names[] = {"k", "v"};
+    frame_type types[] = {FRAME_STR, FRAME_I64};
+    o.col_names = names;
+    o.col_types = types;
+    o.ncols = 2;
+    mr_err e = {0};
+    bad_log log = {0};
+    reader *r = reader_open(write_text("t.tsv", "a,1\t10\nb\t20\nc\tx\nd\t\n"), &o, on_bad, &log, &e);
+    ck_assert_ptr_nonnull(r);
+    frame *f = reader_frame(r, &e);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(frame_nrows(f), 3);
+    frame_col *k = frame_col_by_name(f, "k"), *v = frame_col_by_name(f, "v");
+    ck_assert_int_eq(v->type, FRAME_I64);
+    size_t n;
+    ck_assert(memcmp(frame_col_str(k, 0, &n), "a,1", 3) == 0 && n == 3);
+    ck_assert_int_eq(v->v.i64[1], 20);
+    ck_assert(frame_col_is_null(v, 2));
+    ck_assert_int_eq(log.n, 1);
+    ck_assert_uint_eq(log.line[0], 3);
+    ck_assert_str_eq(log.field[0], "v");
+    ck_assert_str_eq(log.reason[0], "field 'v': 'x' is not a valid int64");
+    frame_free(f);
+    reader_free(r);
+}
+END_TEST
+
+/* ---- tcase: jsonl and lines ---- */
+
+START_TEST(test_jsonl_records)
+{
+    const char *text = "{\"a\":1,\"b\":\"x\"}\n"
+                       "\n"
+                       "{\"a\":2,\"b\":null}\r\n"
+                       "[1,2]\n"
+                       "{bad json\n"
+                       "   \n"
+                       "{\"a\":3}";
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = READER_JSONL;
+    bad_log log = {0};
+    mr_err e = {0};
+    reader *r = reader_open(write_text("t.jsonl", text), &o, on_bad, &log, &e);
+    reader_rec rec;
+    double sum = 0;
+    int n = 0;
+    while (reader_next(r, &rec, &e) == 1) {
+        sum += cJSON_GetObjectItem(rec.json, "a")->valuedouble;
+        n++;
+    }
+    ck_assert_int_eq(n, 3);
+    ck_assert(sum == 6);
+    ck_assert_int_eq(log.n, 2);
+    ck_assert_uint_eq(log.line[0], 4);
+    ck_assert_str_eq(log.reason[0], "line is not a JSON object");
+    ck_assert_uint_eq(log.line[1], 5);
+    ck_assert_str_eq(log.reason[1], "invalid JSON");
+    ck_assert_str_eq(log.raw[1], "{bad json");
+    reader_free(r);
+}
+END_TEST
+
+START_TEST(test_jsonl_frame_types)
+{
+    const char *text = "{\"i\":1,\"f\":1,\"s\":\"a\",\"b\":true,\"m\":1}\n"
+                       "{\"i\":2,\"f\":2.5,\"s\":\"b\",\"b\":false,\"m\":\"two\",\"new\":[1,{\"x\":2}]}\n"
+                       "{\"i\":null,\"f\":-3,\"b\":true,\"m\":2.5}\n";
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = READER_JSONL;
+    mr_err e = {0};
+    reader *r = reader_open(write_text("f.jsonl", text), &o, NULL, NULL, &e);
+    frame *f = reader_frame(r, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(f), 3);
+    ck_assert_uint_eq(frame_ncols(f), 6);
+    frame_col *c = frame_col_by_name(f, "i");
+    ck_assert_int_eq(c->type, FRAME_I64);
+    ck_assert(c->v.i64[1] == 2 && frame_col_is_null(c, 2));
+    c = frame_col_by_name(f, "f");
+    ck_assert_int_eq(c->type, FRAME_F64);
+    ck_assert(c->v.f64[0] == 1.0 && c->v.f64[1] == 2.5 && c->v.f64[2] == -3.0);
+    c = frame_col_by_name(f, "b");
+    ck_assert_int_eq(c->type, FRAME_BOOL);
+    ck_assert(c->v.b[0] == 1 && c->v.b[1] == 0);
+    c = frame_col_by_name(f, "s");
+    ck_assert(frame_col_is_null(c, 2));
+    c = frame_col_by_name(f, "m");
+    ck_assert_int_eq(c->type, FRAME_STR);
+    size_t n;
+    const char *s = frame_col_str(c, 0, &n);
+    ck_assert(n == 1 && s[0] == '1');
+    s = frame_col_str(c, 2, &n);
+    ck_assert(n == 3 && memcmp(s, "2.5", 3) == 0);
+    c = frame_col_by_name(f, "new");
+    ck_assert(frame_col_is_null(c, 0) && frame_col_is_null(c, 2));
+    s = frame_col_str(c, 1, &n);
+    ck_assert(n == strlen("[1,{\"x\":2}]") && memcmp(s, "[1,{\"x\":2}]", n) == 0);
+    frame_free(f);
+    reader_free(r);
+}
+END_TEST
+
+static size_t gzip_member(const void *data, size_t n, unsigned char *out, size_t cap)
+{
+    z_stream z = {0};
+    ck_assert_int_eq(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (Bytef *)data;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    ck_assert_int_eq(deflate(&z, Z_FINISH), Z_STREAM_END);
+    size_t len = cap - z.avail_out;
+    deflateEnd(&z);
+    return len;
+}
+
+START_TEST(test_lines_gzip_members)
+{
+    unsigned char gz[1024];
+    size_t n = gzip_member("l1\nl2\n", 6, gz, sizeof gz);
+    n += gzip_member("l3\r\n\nl5", 7, gz + n, sizeof gz - n);
+    char *p = path_in("l.txt.gz");
+    write_file(p, gz, n);
+    reader_opts o;
+    reader_opts_init(&o);
+    mr_err e = {0};
+    reader *r = reader_open(p, &o, NULL, NULL, &e);
+    frame *f = reader_frame(r, &e);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(frame_nrows(f), 5);
+    frame_col *c = frame_col_at(f, 0);
+    const char *expect[] = {"l1", "l2", "l3", "", "l5"};
+    for (int i = 0; i < 5; i++) {
+        size_t len;
+        const char *s = frame_col_str(c, (size_t)i, &len);
+        ck_assert(len == strlen(expect[i]) && memcmp(s, expect[i], len) == 0);
+    }
+    ck_assert_uint_eq(reader_bytes(r), n);
+    frame_free(f);
+    reader_free(r);
+
+    /* A truncated gzip CSV surfaces as an error naming the file, not as short data. */
+    write_file(path_in("cut.csv.gz"), gz, n - 5);
+    o.format = READER_CSV;
+    o.header = 0;
+    r = reader_open(path_in("cut.csv.gz"), &o, NULL, NULL, &e);
+    if (r) {
+        f = reader_frame(r, &e);
+        ck_assert_ptr_null(f);
+        reader_free(r);
+    }
+    ck_assert_int_eq(e.code, MR_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(e.msg, "cut.csv.gz"));
+}
+END_TEST
+
+/* ---- tcase: typed frames from csv ---- */
+
+START_TEST(test_csv_frame_types)
+{
+    const char *text = "i,f,b,s,e,q\n"
+                       "1,1.5,true,abc,,\"7\"\n"
+                       "-20,2,FALSE,\"x,y\",,\"\"\n"
+                       ",-0.25e2,,123abc,,8\n";
+    bad_log log = {0};
+    reader *r = open_csv(write_text("ty.csv", text), &log);
+    mr_err e = {0};
+    frame *f = reader_frame(r, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(f), 3);
+    frame_col *c = frame_col_by_name(f, "i");
+    ck_assert_int_eq(c->type, FRAME_I64);
+    ck_assert(c->v.i64[0] == 1 && c->v.i64[1] == -20 && frame_col_is_null(c, 2));
+    c = frame_col_by_name(f, "f");
+    ck_assert_int_eq(c->type, FRAME_F64);
+    ck_assert(c->v.f64[0] == 1.5 && c->v.f64[1] == 2.0 && c->v.f64[2] == -25.0);
+    c = frame_col_by_name(f, "b");
+    ck_assert_int_eq(c->type, FRAME_BOOL);
+    ck_assert(c->v.b[0] == 1 && c->v.b[1] == 0 && frame_col_is_null(c, 2));
+    c = frame_col_by_name(f, "s");
+    ck_assert_int_eq(c->type, FRAME_STR);
+    size_t n;
+    const char *s = frame_col_str(c, 1, &n);
+    ck_assert(n == 3 && memcmp(s, "x,y", 3) == 0);
+    c = frame_col_by_name(f, "e");   /* never a value: all-null string column */
+    ck_assert_int_eq(c->type, FRAME_STR);
+    ck_assert(frame_col_is_null(c, 0) && frame_col_is_null(c, 2));
+    c = frame_col_by_name(f, "q");   /* quoted numbers are numbers; "" is null there */
+    ck_assert_int_eq(c->type, FRAME_I64);
+    ck_assert(c->v.i64[0] == 7 && frame_col_is_null(c, 1) && c->v.i64[2] == 8);
+    ck_assert_int_eq(log.n, 0);
+    frame_free(f);
+    reader_free(r);
+}
+END_TEST
+
+/* Rows past the inference block that need a wider type convert the column in place. */
+START_TEST(test_csv_frame_promotion)
+{
+    size_t rows = 25000, cap = rows * 40 + 64, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)sprintf(text + len, "a,b,c\n");
+    for (size_t i = 0; i < rows; i++) {
+        if (i == 15000) len += (size_t)sprintf(text + len, "%zu.5,%zu,word\n", i, i);
+        else if (i == 20000) len += (size_t)sprintf(text + len, "%zu,oops,%zu\n", i, i);
+        else len += (size_t)sprintf(text + len, "%zu,%zu,%zu\n", i, i, i);
+    }
+    write_file(path_in("p.csv"), text, len);
+    free(text);
+    bad_log log = {0};
+    reader *r = open_csv(path_in("p.csv"), &log);
+    mr_err e = {0};
+    frame *f = reader_frame(r, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(f), rows);
+    ck_assert_str_eq(frame_col_at(f, 0)->name, "a");   /* order kept through conversions */
+    frame_col *a = frame_col_by_name(f, "a"), *b = frame_col_by_name(f, "b"),
+              *c = frame_col_by_name(f, "c");
+    ck_assert_int_eq(a->type, FRAME_F64);
+    ck_assert_int_eq(b->type, FRAME_STR);
+    ck_assert_int_eq(c->type, FRAME_STR);
+    for (size_t i = 0; i < rows; i += 997) ck_assert(a->v.f64[i] == (double)i);
+    ck_assert(a->v.f64[15000] == 15000.5);
+    char buf[32];
+    size_t n;
+    for (size_t i = 0; i < rows; i += 1013) {
+        if (i == 20000) continue;
+        const char *s = frame_col_str(b, i, &n);
+        int k = snprintf(buf, sizeof buf, "%zu", i);
+        ck_assert(n == (size_t)k && memcmp(s, buf, n) == 0);
+    }
+    const char *s = frame_col_str(b, 20000, &n);
+    ck_assert(n == 4 && memcmp(s, "oops", 4) == 0);
+    s = frame_col_str(c, 15000, &n);
+    ck_assert(n == 4 && memcmp(s, "word", 4) == 0);
+    s = frame_col_str(c, 24999, &n);
+    ck_assert(n == 5 && memcmp(s, "24999", 5) == 0);
+    frame_free(f);
+    reader_free(r);
+}
+END_TEST
+
+START_TEST(test_csv_frame_floats_exact)
+{
+    /* Every value must equal strtod's correctly rounded result, bit for bit. */
+    srand(42);
+    size_t rows = 20000, cap = rows * 48, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)sprintf(text + len, "x\n");
+    for (size_t i = 0; i < rows; i++) {
+        int kind = rand() % 6;
+        long long ip = rand() % 1000000;
+        long long fp = ((long long)rand() << 16 | rand()) % 1000000000LL;
+        switch (kind) {
+        case 0: len += (size_t)sprintf(text + len, "%lld.%09lld\n", ip, fp); break;
+        case 1: len += (size_t)sprintf(text + len, "-%lld.%lld\n", ip, fp % 1000); break;
+        case 2: len += (size_t)sprintf(text + len, "%.17g\n", (double)rand() / 7.0); break;
+        case 3: len += (size_t)sprintf(text + len, "%lld.%09lld%06lld\n", ip, fp, fp % 999999); break;
+        case 4: len += (size_t)sprintf(text + len, "%de%d\n", rand() % 1000, rand() % 60 - 30); break;
+        default: len += (size_t)sprintf(text + len, "0.%06lld\n", fp % 1000000); break;
+        }
+    }
+    write_file(path_in("fl.csv"), text, len);
+    reader *r = open_csv(path_in("fl.csv"), NULL);
+    mr_err e = {0};
+    frame *f = reader_frame(r, &e);
+    ck_assert_ptr_nonnull(f);
+    frame_col *c = frame_col_at(f, 0);
+    ck_assert_int_eq(c->type, FRAME_F64);
+    ck_assert_uint_eq(c->len, rows);
+    char *p = strchr(text, '\n') + 1;
+    for (size_t i = 0; i < rows; i++) {
+        char *end;
+        double want = strtod(p, &end);
+        ck_assert_msg(memcmp(&want, &c->v.f64[i], sizeof want) == 0, "row %zu: '%.*s' -> %.17g, want %.17g",
+                      i, (int)(end - p), p, c->v.f64[i], want);
+        p = end + 1;
+    }
+    free(text);
+    frame_free(f);
+    reader_free(r);
+}
+END_TEST
+
+START_TEST(test_csv_frame_int_limits_and_schema_errors)
+{
+    const char *text = "n,t\n"
+                       "9223372036854775807,1\n"
+                       "-9223372036854775808,2\n"
+                       "9223372036854775808,3\n"
+                       "12,zz\n";
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = READER_CSV;
+    const char *names[] = {"t", "n"};
+    frame_type types[] = {FRAME_I64, FRAME_I64};
+    o.col_names = names;
+    o.col_types = types;
+    o.ncols = 2;
+    bad_log log = {0};
+    mr_err e = {0};
+    reader *r = reader_open(write_text("lim.csv", text), &o, on_bad, &log, &e);
+    frame *f = reader_frame(r, &e);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(frame_nrows(f), 2);
+    frame_col *n = frame_col_by_name(f, "n");
+    ck_assert(n->v.i64[0] == INT64_MAX && n->v.i64[1] == INT64_MIN);
+    ck_assert_int_eq(log.n, 2);
+    ck_assert_uint_eq(log.line[0], 4);
+    ck_assert_str_eq(log.field[0], "n");
+    ck_assert_uint_eq(log.line[1], 5);
+    ck_assert_str_eq(log.field[1], "t");
+    frame_free(f);
+    reader_free(r);
+
+    /* Without a schema the too-large integer makes the column float64. */
+    r = open_csv(path_in("lim.csv"), NULL);
+    o.ncols = 0;
+    f = reader_frame(r, &e);
+    ck_assert_int_eq(frame_col_by_name(f, "n")->type, FRAME_F64);
+    ck_assert_int_eq(frame_col_by_name(f, "t")->type, FRAME_STR);
+    frame_free(f);
+    reader_free(r);
+
+    /* A schema column missing from the header is a configuration error. */
+    const char *bad_names[] = {"nope"};
+    o.col_names = bad_names;
+    o.ncols = 1;
+    r = reader_open(path_in("lim.csv"), &o, NULL, NULL, &e);
+    f = r ? reader_frame(r, &e) : NULL;
+    ck_assert_ptr_null(f);
+    ck_assert_ptr_nonnull(strstr(e.msg, "nope"));
+    reader_free(r);
+}
+END_TEST
+
+START_TEST(test_max_records)
+{
+    const char *text = "a\n1\n2\n3\n4\n5\n";
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = READER_CSV;
+    o.max_records = 3;
+    mr_err e = {0};
+    reader *r = reader_open(write_text("m.csv", text), &o, NULL, NULL, &e);
+    frame *f = reader_frame(r, &e);
+    ck_assert_uint_eq(frame_nrows(f), 3);
+    ck_assert_int_eq(frame_col_at(f, 0)->v.i64[2], 3);
+    frame_free(f);
+    reader_free(r);
+    o.format = READER_LINES;
+    r = reader_open(path_in("m.csv"), &o, NULL, NULL, &e);
+    reader_rec rec;
+    int n = 0;
+    while (reader_next(r, &rec, &e) == 1) n++;
+    ck_assert_int_eq(n, 3);
+    reader_free(r);
+}
+END_TEST
+
+/* ---- tcase: byte-range splits ---- */
+
+/* Reads [start, end) of path and appends the first field of each record to out. */
+static void read_split(const char *path, reader_format fmt, uint64_t start, uint64_t end, char *out)
+{
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = fmt;
+    o.range_start = start;
+    o.range_end = end;
+    mr_err e = {0};
+    reader *r = reader_open(path, &o, NULL, NULL, &e);
+    ck_assert_msg(r != NULL, "%s", e.msg);
+    reader_rec rec;
+    while (reader_next(r, &rec, &e) == 1) {
+        size_t n = strlen(out);
+        if (fmt == READER_CSV)
+            snprintf(out + n, 64, "%.*s|", (int)rec.field_lens[0], rec.fields[0]);
+        else
+            snprintf(out + n, 64, "%.*s|", (int)(rec.raw_len < 20 ? rec.raw_len : 20), rec.raw);
+    }
+    reader_free(r);
+}
+
+START_TEST(test_splits_cover_each_record_once)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)sprintf(text + len, "id,txt,n\n");
+    for (int i = 0; i < 300; i++) {
+        if (i % 7 == 3)
+            len += (size_t)sprintf(text + len, "r%d,\"two\nlines, \"\"q\"\"\",%d\n", i, i);
+        else
+            len += (size_t)sprintf(text + len, "r%d,plain %d,%d\n", i, i * 31, i);
+    }
+    write_file(path_in("s.csv"), text, len);
+    write_file(path_in("s.txt"), text, len);
+    static char whole[1 << 16], parts[1 << 16];
+    whole[0] = '\0';
+    read_split(path_in("s.csv"), READER_CSV, 0, 0, whole);
+    reader_format fmts[] = {READER_CSV, READER_LINES};
+    const char *files[] = {"s.csv", "s.txt"};
+    for (int k = 0; k < 2; k++) {
+        if (k == 1) {
+            whole[0] = '\0';
+            read_split(path_in(files[k]), READER_LINES, 0, 0, whole);
+        }
+        /* several split sizes, including boundaries inside quoted fields */
+        uint64_t sizes[] = {1, 37, 100, 257, 1000, 4096};
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            parts[0] = '\0';
+            for (uint64_t s = 0; s < len; s += sizes[si])
+                read_split(path_in(files[k]), fmts[k], s, s + sizes[si] < len ? s + sizes[si] : 0, parts);
+            ck_assert_msg(strcmp(whole, parts) == 0, "format %d split %llu differs", k,
+                          (unsigned long long)sizes[si]);
+        }
+    }
+    free(text);
+}
+END_TEST
+
+/* ---- tcase: bench (LUAMR_BENCH=1) ---- */
+
+START_TEST(test_bench_20m_csv)
+{
+    const char *want = getenv("LUAMR_BENCH");
+    if (!want || strcmp(want, "1") != 0) return;
+    const char *path = getenv("LUAMR_BENCH_FILE") ? getenv("LUAMR_BENCH_FILE") : "/tmp/luamr_bench_20m.csv";
+    long rows = getenv("LUAMR_BENCH_ROWS") ? atol(getenv("LUAMR_BENCH_ROWS")) : 20000000L;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        FILE *fp = fopen(path, "w");
+        ck_assert_ptr_nonnull(fp);
+        unsigned x = 1;
+        fprintf(fp, "key,k2,n,x\n");
+        for (long i = 0; i < rows; i++) {
+            x = x * 1103515245u + 12345u;
+            unsigned y = x >> 8;
+            fprintf(fp, "key_%u,k2_%u,%u,0.%06u\n", y % 1000, (y / 1000) % 100, y % 1000000,
+                    (x >> 3) % 1000000);
+        }
+        fclose(fp);
+        stat(path, &st);
+    }
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = READER_CSV;
+    mr_err e = {0};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    reader *r = reader_open(path, &o, NULL, NULL, &e);
+    frame *f = reader_frame(r, &e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    printf("bench: %zu rows, %.1f MB in %.3f s = %.0f MB/s (types %s,%s,%s,%s)\n", frame_nrows(f),
+           (double)st.st_size / 1e6, secs, (double)st.st_size / 1e6 / secs,
+           frame_type_name(frame_col_at(f, 0)->type), frame_type_name(frame_col_at(f, 1)->type),
+           frame_type_name(frame_col_at(f, 2)->type), frame_type_name(frame_col_at(f, 3)->type));
+    ck_assert_int_eq(frame_col_at(f, 2)->type, FRAME_I64);
+    ck_assert_int_eq(frame_col_at(f, 3)->type, FRAME_F64);
+    frame_free(f);
+    reader_free(r);
+}
+END_TEST
+
+static Suite *reader_suite(void)
+{
+    Suite *s = suite_create("reader");
+    TCase *tc = tcase_create("csv");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_csv_rfc4180);
+    tcase_add_test(tc, test_csv_bad_rows_reported);
+    tcase_add_test(tc, test_csv_raw_prefix_and_unterminated);
+    tcase_add_test(tc, test_tsv_and_headerless_schema);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("jsonl_lines");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_jsonl_records);
+    tcase_add_test(tc, test_jsonl_frame_types);
+    tcase_add_test(tc, test_lines_gzip_members);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("frames");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_csv_frame_types);
+    tcase_add_test(tc, test_csv_frame_promotion);
+    tcase_add_test(tc, test_csv_frame_floats_exact);
+    tcase_add_test(tc, test_csv_frame_int_limits_and_schema_errors);
+    tcase_add_test(tc, test_max_records);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("splits");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_splits_cover_each_record_once);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("bench");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_bench_20m_csv);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(reader_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
