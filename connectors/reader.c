@@ -874,7 +874,7 @@ int reader_next(reader *r, reader_rec *rec, mr_err *e)
         rec->nfields = r->nf;
         rec->fields = r->fptr;
         rec->field_lens = r->flen;
-        rec->names = (const char *const *)r->names;
+        rec->names = r->o.header ? (const char *const *)r->names : NULL;
     } else {
         for (;;) {
             const char *p;

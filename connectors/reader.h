@@ -34,14 +34,18 @@ typedef struct reader_opts {
     size_t ncols;
     uint64_t max_records;           /* 0 = no limit (dry-run --sample N) */
     uint64_t range_start, range_end;/* byte range split of an uncompressed input; a record
-                                       belongs to the split where it starts. end 0 = EOF */
+                                       belongs to the split where it starts. end 0 = EOF.
+                                       A split starts after the first '\n' at or after
+                                       range_start - 1; CSV re-synchronises past '\n's
+                                       inside quotes (rule in reader.c). */
 } reader_opts;
 
 void reader_opts_init(reader_opts *o);
 
 typedef struct reader_bad {
     const char *file;
-    uint64_t record;      /* 1-based record (line) number where known, else 0 */
+    uint64_t record;      /* 1-based physical line where the record starts (a CSV row with
+                             quoted newlines spans several); 0 inside a byte-range split */
     uint64_t offset;      /* byte offset of the record in the (decompressed) input */
     const char *field;    /* offending field/column name, or NULL */
     const char *reason;
@@ -59,7 +63,7 @@ reader *reader_open(const char *uri, const reader_opts *o, reader_bad_fn on_bad,
 void reader_free(reader *r);      /* accepts NULL */
 
 typedef struct reader_rec {
-    uint64_t number;              /* 1-based record number */
+    uint64_t number;              /* 1-based index among the good records handed out */
     uint64_t offset;              /* byte offset in the decompressed input */
     const char *raw;              /* lines: the line; csv: the raw row; jsonl: the line */
     size_t raw_len;
@@ -77,7 +81,15 @@ int reader_next(reader *r, reader_rec *rec, mr_err *e);
 /* The rest of the input as a typed frame. Column types come from the schema or are
  * inferred (int64 if every non-empty value parses as an integer, else float64 if every
  * one parses as a number, else bool for true/false, else string; empty CSV cells and JSON
- * nulls are nulls). Values that do not fit a given type are bad records. */
+ * nulls are nulls). Values that do not fit a given type are bad records.
+ * CSV: types are inferred from the first 10,000 rows; a later value that needs more
+ * converts the column in place (int64 -> float64, else -> string). A quoted empty cell
+ * ("") is an empty string in a string column, null elsewhere; a column that never holds
+ * a value is an all-null string column. Headerless CSV without a schema names columns
+ * c1..cN. JSON lines: columns in first-seen key order, typed by their first value and
+ * promoted the same way; nested arrays/objects become JSON text; integers are exact up
+ * to 2^53 (cJSON reads numbers as doubles). With a schema, keys outside it are ignored.
+ * lines: one string column "line". */
 frame *reader_frame(reader *r, mr_err *e);
 
 uint64_t reader_records(const reader *r);  /* good records handed out so far */

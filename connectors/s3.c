@@ -56,10 +56,32 @@ static void s3_share_unlock(CURL *h, curl_lock_data d, void *ud)
     pthread_mutex_unlock(&s3_share_locks[d]);
 }
 
+/* Handles a forked child inherited: their sockets are the parent's too, so the child must
+ * neither use nor close them (a TLS close_notify would break the parent's connection).
+ * Kept reachable here rather than leaked. */
+static CURL *s3_inherited[S3_POOL_MAX * 4];
+static CURLSH *s3_inherited_share[4];
+static int s3_ninherited, s3_ninherited_share;
+
+static void s3_atfork_child(void)
+{
+    pthread_mutex_init(&s3_lock, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&s3_share_locks[i], NULL);
+    while (s3_npool) {
+        CURL *h = s3_pool[--s3_npool];
+        if (s3_ninherited < (int)(sizeof s3_inherited / sizeof s3_inherited[0]))
+            s3_inherited[s3_ninherited++] = h;
+    }
+    if (s3_share && s3_ninherited_share < 4) s3_inherited_share[s3_ninherited_share++] = s3_share;
+    s3_share = NULL;
+}
+
 static void s3_global_init(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&s3_share_locks[i], NULL);
+    /* luamr forks its workers: each process needs connections of its own. */
+    pthread_atfork(NULL, NULL, s3_atfork_child);
 }
 
 /* Called with s3_lock held. */

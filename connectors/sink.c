@@ -233,7 +233,7 @@ static const sink_ops sink_file_ops = {sink_file_write, sink_file_commit, sink_f
                                        sink_file_free};
 
 /* mkdir -p for the folders above path. */
-static mr_code sink_make_parents(const char *path, mr_err *e)
+mr_code sink_make_parents(const char *path, mr_err *e)
 {
     char *dir = strdup(path);
     MR_CHECK(dir, e, MR_ENOMEM, "out of memory");
@@ -318,18 +318,15 @@ sink *sink_open(const char *uri, int gzip, mr_err *e)
     } else if (sl == 4 && strncmp(uri, "file", 4) == 0) {
         s = sink_open_file(uri + 7, e);
     } else {
-        for (int i = 0; i < sink_nschemes; i++) {
-            if (strlen(sink_schemes[i].scheme) == sl && strncmp(sink_schemes[i].scheme, uri, sl) == 0) {
-                s = sink_schemes[i].open(uri, e);
-                break;
-            }
+        sink_opener open = NULL;
+        for (int i = 0; i < sink_nschemes && !open; i++)
+            if (strlen(sink_schemes[i].scheme) == sl && strncmp(sink_schemes[i].scheme, uri, sl) == 0)
+                open = sink_schemes[i].open;
+        if (!open) {
+            mr_fail(e, MR_EINVAL, "%s: no writer registered for scheme '%.*s'", uri, (int)sl, uri);
+            return NULL;
         }
-        if (!s && sink_nschemes >= 0) {
-            int known = 0;
-            for (int i = 0; i < sink_nschemes; i++)
-                known |= strlen(sink_schemes[i].scheme) == sl && strncmp(sink_schemes[i].scheme, uri, sl) == 0;
-            if (!known) mr_fail(e, MR_EINVAL, "%s: no writer registered for scheme '%.*s'", uri, (int)sl, uri);
-        }
+        s = open(uri, e);
     }
     if (!s) return NULL;
     if (gzip && sink_enable_gzip(s, e) != MR_OK) {

@@ -38,5 +38,7 @@ void sink_abort(sink *s);
 void sink_free(sink *s);
 uint64_t sink_bytes(const sink *s);   /* bytes accepted (before compression) */
 const char *sink_name(const sink *s);
+/* Creates the local folders above path (mkdir -p); a no-op for remote URIs' callers. */
+mr_code sink_make_parents(const char *path, mr_err *e);
 
 #endif

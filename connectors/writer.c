@@ -44,10 +44,52 @@ const char *writer_extension(writer_format f, int gzip)
     }
 }
 
+static const double wr_pow10[16] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                    1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
+/* Values with a short decimal form (prices, measurements) without printf: the fewest
+ * decimals d such that round(v * 10^d) / 10^d == v. Both operands of that division are
+ * exact doubles, so it is what a correctly rounding parser computes for the printed
+ * text: the output reads back to v. 0 when no form with <= 15 digits is found. */
+static size_t wr_fmt_f64_fast(char *buf, double v)
+{
+    double a = fabs(v);
+    if (!(a >= 1e-6 && a < 1e15)) return 0;
+    for (int d = 0; d <= 15; d++) {
+        double scaled = a * wr_pow10[d];
+        if (scaled >= 1e15) return 0;
+        double m = floor(scaled + 0.5);
+        if (m / wr_pow10[d] != a) continue;
+        uint64_t u = (uint64_t)m;
+        char tmp[40], *p = tmp + sizeof tmp;
+        int digits = 0;
+        do {
+            *--p = (char)('0' + u % 10);
+            u /= 10;
+            digits++;
+            if (digits == d) *--p = '.';
+        } while (u || digits <= d);
+        size_t n = (size_t)(tmp + sizeof tmp - p);
+        size_t k = 0;
+        if (v < 0) buf[k++] = '-';
+        memcpy(buf + k, p, n);
+        k += n;
+        if (d == 0) {
+            buf[k++] = '.';
+            buf[k++] = '0';
+        }
+        buf[k] = '\0';
+        return k;
+    }
+    return 0;
+}
+
 size_t writer_fmt_f64(char *buf, double v)
 {
     if (isnan(v)) return (size_t)snprintf(buf, 32, "nan");
     if (isinf(v)) return (size_t)snprintf(buf, 32, v < 0 ? "-inf" : "inf");
+    size_t fast = wr_fmt_f64_fast(buf, v);
+    if (fast) return fast;
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
         n = snprintf(buf, 32, "%.*g", prec, v);

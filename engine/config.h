@@ -1,8 +1,17 @@
 /* config: the dataset config (JSON, in the spirit of LetsData's dataset config) parsed and
  * validated into a plain struct. Depends on mr_error, frame (column types) and cJSON.
  * Relative paths resolve against the config file's folder; s3:// URIs are kept as they
- * are. Every validation error names the field ("readConnector.format: unknown format
- * 'xml'"). Documented field by field in docs/config.md. */
+ * are. Every validation error names the config file and the field path
+ * ("job.json: writeConnector.format: expected one of json, jsonl, csv, got the string
+ * 'xml'"); unknown fields are errors naming the closest known field. Documented field by
+ * field in docs/config.md.
+ *
+ * Defaults filled by config_parse: intermediate "<dir>/.luamr/<name>", writeConnector
+ * location "<dir>/output/" (a trailing '/' marks a folder), errorConnector location
+ * "_errors" inside the output folder (or beside the output file), concurrency = online CPUs,
+ * maxAttempts 1 (local) or 3 (lambda), memoryMB 3/4 of RAM / concurrency (local) or 1024
+ * (lambda). MAPPER_* modes need a manifest or manifestFile; REDUCER_ONLY needs neither;
+ * executor lambda needs "function". */
 #ifndef LUAMR_CONFIG_H
 #define LUAMR_CONFIG_H
 
@@ -64,8 +73,10 @@ typedef struct config {
     int reducers;            /* "reducers" (default 1) */
     uint64_t memory_budget;  /* "memoryMB" per task in bytes (default: share of RAM) */
     double task_timeout;     /* "taskTimeoutSeconds" (default 0 = none) */
-    char *function;          /* "function": Lambda function name/ARN */
-    char *region;            /* "region" (default from AWS_REGION) */
+    char *function;          /* "function": Lambda function name/ARN (required for lambda) */
+    char *region;            /* "region" (default from AWS_REGION, then AWS_DEFAULT_REGION) */
+
+    char *description;       /* "description": free text for people, optional */
 } config;
 
 /* Reads and validates a config from a local path or s3:// URI is the runner's job; this

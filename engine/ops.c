@@ -16,10 +16,6 @@ static frame *fail_oom(frame *out, mr_err *e, const char *what)
     return NULL;
 }
 
-/* Random gathers are bound by cache misses; fetching a few rows ahead overlaps them. */
-#define OPS_PREFETCH_AHEAD 16
-#define OPS_PREFETCH(p) __builtin_prefetch((p), 0, 0)
-
 /* Rows idx[0..n) of src as a new standalone column. */
 static frame_col *take_col(const frame_col *src, const size_t *idx, size_t n)
 {
@@ -29,23 +25,13 @@ static frame_col *take_col(const frame_col *src, const size_t *idx, size_t n)
     case FRAME_I64: {
         const int64_t *s = src->v.i64;
         int64_t *d = c->v.i64;
-        size_t i = 0;
-        for (; i + OPS_PREFETCH_AHEAD < n; i++) {
-            OPS_PREFETCH(&s[idx[i + OPS_PREFETCH_AHEAD]]);
-            d[i] = s[idx[i]];
-        }
-        for (; i < n; i++) d[i] = s[idx[i]];
+        for (size_t i = 0; i < n; i++) d[i] = s[idx[i]];
         break;
     }
     case FRAME_F64: {
         const double *s = src->v.f64;
         double *d = c->v.f64;
-        size_t i = 0;
-        for (; i + OPS_PREFETCH_AHEAD < n; i++) {
-            OPS_PREFETCH(&s[idx[i + OPS_PREFETCH_AHEAD]]);
-            d[i] = s[idx[i]];
-        }
-        for (; i < n; i++) d[i] = s[idx[i]];
+        for (size_t i = 0; i < n; i++) d[i] = s[idx[i]];
         break;
     }
     case FRAME_BOOL: {
@@ -57,21 +43,13 @@ static frame_col *take_col(const frame_col *src, const size_t *idx, size_t n)
     case FRAME_STR: {
         const int64_t *so = src->v.offs;
         size_t total = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (i + OPS_PREFETCH_AHEAD < n) OPS_PREFETCH(&so[idx[i + OPS_PREFETCH_AHEAD]]);
-            total += (size_t)(so[idx[i] + 1] - so[idx[i]]);
-        }
+        for (size_t i = 0; i < n; i++) total += (size_t)(so[idx[i] + 1] - so[idx[i]]);
         if (frame_col_reserve(c, n, total) != MR_OK) goto fail;
         int64_t *dof = c->v.offs;
         char *arena = c->arena;
         int64_t pos = 0;
         dof[0] = 0;
         for (size_t i = 0; i < n; i++) {
-            if (i + OPS_PREFETCH_AHEAD < n) {
-                OPS_PREFETCH(&so[idx[i + OPS_PREFETCH_AHEAD]]);
-                if (i + OPS_PREFETCH_AHEAD / 2 < n)
-                    OPS_PREFETCH(src->arena + so[idx[i + OPS_PREFETCH_AHEAD / 2]]);
-            }
             int64_t a = so[idx[i]], len = so[idx[i] + 1] - a;
             memcpy(arena + pos, src->arena + a, (size_t)len);
             pos += len;

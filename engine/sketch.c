@@ -365,7 +365,7 @@ sketch *sketch_deserialize(const void *buf, size_t n, mr_err *e)
         for (uint32_t i = 0; i < len; i++, q += 8) s->lv[h].v[i] = sketch_get_f64(q);
         s->lv[h].len = len;
         /* Upper levels must be sorted for merging; repair rather than trust the bytes. */
-        if (h > 0) qsort(s->lv[h].v, len, sizeof(double), sketch_cmp_double);
+        if (h > 0 && len > 1) qsort(s->lv[h].v, len, sizeof(double), sketch_cmp_double);
     }
     s->retained = items;
     return s;

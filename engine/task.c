@@ -151,9 +151,9 @@ static mr_code task_write_intermediate(const config *c, const frame *f, const ch
                                        mr_err *e)
 {
     char *path = task_scratch_path(uri, "out.imf");
-    mr_code code = MR_OK;
-    imf_writer *w = imf_writer_open(path, c->intermediate_level, e);
-    if (!w) code = e->code;
+    mr_code code = sink_make_parents(path, e);
+    imf_writer *w = code == MR_OK ? imf_writer_open(path, c->intermediate_level, e) : NULL;
+    if (!w && code == MR_OK) code = e->code;
     if (code == MR_OK) code = imf_writer_add(w, f, 0, e);
     if (code == MR_OK) code = imf_writer_close(w, e);
     imf_writer_free(w);

@@ -222,6 +222,11 @@ static void push_row(lua_State *L, const frame *f, size_t i, int names)
     fill_row(L, f, ncols, i, names, lua_gettop(L));
 }
 
+static int cmp_cstr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /* ---------------------------------------------------------------- userdata */
 
 void lframe_push(lua_State *L, frame *f)
@@ -477,6 +482,38 @@ static void stamp_reserve(lua_State *L, lframe_ud *u, size_t n)
     u->stamp_cap = cap;
 }
 
+/* Adds the row's unknown columns, sorted by name so the column order does not depend on
+ * hash order. Rare: only rows that bring new columns get here. */
+static void add_new_cols(lua_State *L, lframe_ud *u, frame *f, int tidx, size_t row)
+{
+    size_t n = 0, cap = 8;
+    const char **keys;
+    int kidx;
+    lua_pushnil(L);
+    while (lua_next(L, tidx)) {
+        n++;
+        lua_pop(L, 1);
+    }
+    if (n > cap) cap = n;
+    keys = (const char **)lua_newuserdata(L, cap * sizeof *keys);
+    kidx = lua_gettop(L);
+    n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, tidx)) {
+        if (lua_type(L, -2) == LUA_TSTRING && frame_col_index(f, lua_tostring(L, -2)) < 0)
+            keys[n++] = lua_tostring(L, -2);   /* anchored by the row table */
+        lua_pop(L, 1);
+    }
+    qsort(keys, n, sizeof *keys, cmp_cstr);
+    for (size_t i = 0; i < n; i++) {
+        lua_getfield(L, tidx, keys[i]);
+        resolve_col(L, f, keys[i], -1, row);
+        lua_pop(L, 1);
+    }
+    lua_remove(L, kidx);
+    key_cache_clear(u);
+}
+
 void lframe_append_row(lua_State *L, int fidx, int tidx)
 {
     lframe_ud *u;
@@ -502,7 +539,11 @@ void lframe_append_row(lua_State *L, int fidx, int tidx)
         k = lua_tolstring(L, -2, &kl);
         ci = key_cache_get(u, k);
         if (ci < 0) {
-            ci = resolve_col(L, f, k, -1, n0 + 1);
+            ci = frame_col_index(f, k);
+            if (ci < 0) {
+                add_new_cols(L, u, f, tidx, n0 + 1);
+                ci = resolve_col(L, f, k, -1, n0 + 1);
+            }
             key_cache_put(L, u, fidx, lua_gettop(L) - 1, k, ci);
         }
         slots_reserve(L, u, ns + 1);
@@ -624,6 +665,22 @@ static void attach_or_raise(lua_State *L, frame *f, frame_col *c, const char *wh
     luaL_error(L, "%s: %s", what, e.msg);
 }
 
+/* The length of a values array: its largest positive integer key, since nils (nulls)
+ * leave holes that make # ambiguous. */
+static size_t values_len(lua_State *L, int idx)
+{
+    size_t n = lua_objlen(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx < 0 ? idx - 1 : idx)) {
+        if (lua_type(L, -2) == LUA_TNUMBER) {
+            lua_Number k = lua_tonumber(L, -2);
+            if (k >= 1 && k == floor(k) && (size_t)k > n) n = (size_t)k;
+        }
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
 /* Builds a column from the array at tidx (n entries, nils are nulls) into f. */
 static void add_values_col(lua_State *L, frame *f, const char *name, int tidx, size_t n,
                            int fixed, frame_type t, const char *what)
@@ -691,7 +748,8 @@ static const char **names_arg(lua_State *L, int first, size_t *n)
 
 /* ---------------------------------------------------------------- constructors */
 
-static void add_spec_col(lua_State *L, frame *f, const char *name, int vidx)
+/* nrows: the length every values column gets (shorter arrays end in nulls). */
+static void add_spec_col(lua_State *L, frame *f, const char *name, int vidx, size_t nrows)
 {
     mr_err e;
     frame_type t;
@@ -704,28 +762,42 @@ static void add_spec_col(lua_State *L, frame *f, const char *name, int vidx)
         return;
     }
     if (lua_type(L, vidx) == LUA_TTABLE) {
-        size_t n = frame_ncols(f) ? frame_nrows(f) : lua_objlen(L, vidx);
-        if (frame_ncols(f) && lua_objlen(L, vidx) != n)
-            luaL_error(L, "frame.new: column '%s' has %d values, other columns %d", name,
-                       (int)lua_objlen(L, vidx), (int)n);
         vidx = vidx < 0 ? lua_gettop(L) + vidx + 1 : vidx;
-        add_values_col(L, f, name, vidx, n, 0, FRAME_STR, "frame.new");
+        if (values_len(L, vidx) > nrows)
+            luaL_error(L, "frame.new: column '%s' has %d values, other columns %d", name,
+                       (int)values_len(L, vidx), (int)nrows);
+        add_values_col(L, f, name, vidx, nrows, 0, FRAME_STR, "frame.new");
         return;
     }
     luaL_error(L, "frame.new: column '%s': expected a type name or an array of values, got %s",
                name, luaL_typename(L, vidx));
 }
 
-static int cmp_cstr(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /* Applies a schema/columns spec (table at sidx) to the frame userdata at fidx. */
 static void apply_spec(lua_State *L, int sidx, frame *f)
 {
-    size_t alen = lua_objlen(L, sidx), nk = 0;
+    size_t alen = lua_objlen(L, sidx), nk = 0, nrows = 0;
     const char **keys;
+    /* the longest values array sets the row count */
+    lua_pushnil(L);
+    while (lua_next(L, sidx)) {
+        if (lua_istable(L, -1)) {
+            size_t n;
+            if (alen > 0) {   /* {name, values} or {name=, type=values} */
+                lua_rawgeti(L, -1, 2);
+                if (lua_isnil(L, -1)) {
+                    lua_pop(L, 1);
+                    lua_getfield(L, -1, "type");
+                }
+                n = lua_istable(L, -1) ? values_len(L, -1) : 0;
+                lua_pop(L, 1);
+            } else {
+                n = values_len(L, -1);
+            }
+            if (n > nrows) nrows = n;
+        }
+        lua_pop(L, 1);
+    }
     if (alen > 0) {   /* array form keeps the order: {{"word","string"}, {name=, type=}} */
         for (size_t i = 0; i < alen; i++) {
             int top = lua_gettop(L);
@@ -744,7 +816,7 @@ static void apply_spec(lua_State *L, int sidx, frame *f)
             }
             if (lua_type(L, -2) != LUA_TSTRING)
                 luaL_error(L, "frame.new: entry %d: column name must be a string", (int)i + 1);
-            add_spec_col(L, f, lua_tostring(L, -2), -1);
+            add_spec_col(L, f, lua_tostring(L, -2), -1, nrows);
             lua_settop(L, top);
         }
         return;
@@ -768,7 +840,7 @@ static void apply_spec(lua_State *L, int sidx, frame *f)
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < nk; i++) {
             lua_getfield(L, sidx, keys[i]);
-            if ((lua_type(L, -1) == LUA_TTABLE) == (pass == 0)) add_spec_col(L, f, keys[i], -1);
+            if ((lua_type(L, -1) == LUA_TTABLE) == (pass == 0)) add_spec_col(L, f, keys[i], -1, nrows);
             lua_pop(L, 1);
         }
     }
@@ -784,11 +856,13 @@ static frame *new_frame_or_raise(lua_State *L)
 
 static int f_new(lua_State *L)
 {
-    frame *f = new_frame_or_raise(L);
+    frame *f;
+    int spec = !lua_isnoneornil(L, 1);
+    if (spec) luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    f = new_frame_or_raise(L);
     lframe_push(L, f);
-    if (lua_isnoneornil(L, 1)) return 1;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    apply_spec(L, 1, f);
+    if (spec) apply_spec(L, 1, f);
     return 1;
 }
 
@@ -797,14 +871,14 @@ int lframe_from_rows(lua_State *L)
     frame *f;
     int fidx;
     size_t n;
+    int spec = !lua_isnoneornil(L, 2);
     luaL_checktype(L, 1, LUA_TTABLE);
+    if (spec) luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
     f = new_frame_or_raise(L);
     lframe_push(L, f);
     fidx = lua_gettop(L);
-    if (!lua_isnoneornil(L, 2)) {
-        luaL_checktype(L, 2, LUA_TTABLE);
-        apply_spec(L, 2, f);
-    }
+    if (spec) apply_spec(L, 2, f);
     n = lua_objlen(L, 1);
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, 1, (int)i + 1);
@@ -865,7 +939,10 @@ static int m_add_column(lua_State *L)
     const char *name = luaL_checkstring(L, 2);
     frame *f = lf_mut(L, u);
     if (lua_type(L, 3) == LUA_TTABLE) {
-        size_t n = frame_ncols(f) ? frame_nrows(f) : lua_objlen(L, 3);
+        size_t n = frame_ncols(f) ? frame_nrows(f) : values_len(L, 3);
+        if (values_len(L, 3) > n)
+            return luaL_error(L, "add_column: '%s' has %d values, the frame %d rows", name,
+                              (int)values_len(L, 3), (int)n);
         add_values_col(L, f, name, 3, n, 0, FRAME_STR, "add_column");
     } else {
         frame_type t;
@@ -1060,10 +1137,10 @@ static int m_with_column(lua_State *L)
     mr_err e;
     frame_col *c;
     lua_settop(L, 3);
-    if (vt == LUA_TTABLE && nc == 0) n = lua_objlen(L, 3);
-    if (vt == LUA_TTABLE && lua_objlen(L, 3) != n)
+    if (vt == LUA_TTABLE && nc == 0) n = values_len(L, 3);
+    if (vt == LUA_TTABLE && values_len(L, 3) > n)
         return luaL_error(L, "with_column: '%s' has %d values, the frame %d rows", name,
-                          (int)lua_objlen(L, 3), (int)n);
+                          (int)values_len(L, 3), (int)n);
     b = build_new(L, 0, FRAME_STR);   /* index 4 */
     if (vt == LUA_TFUNCTION) {
         int names = push_names(L, f, nc), row;

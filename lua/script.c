@@ -17,10 +17,11 @@
 #include "prelude_bc.h"
 
 /* Instructions between deadline checks while the task is within its time, and after it
- * ran out (small, so a script that catches the timeout with pcall is stopped again at
- * once instead of getting another million instructions). */
+ * ran out: then every instruction raises, so code that catches the timeout with pcall is
+ * stopped by its very next instruction (a larger count would mostly land inside the
+ * pcall'd loop again, which catches it forever). */
 #define SCRIPT_HOOK_COUNT 1000000
-#define SCRIPT_HOOK_EXPIRED_COUNT 1000
+#define SCRIPT_HOOK_EXPIRED_COUNT 1
 #define SCRIPT_MAX_SOURCE ((size_t)64 << 20)
 
 struct script {
@@ -723,11 +724,24 @@ static void task_end(script *s)
     s->task = NULL;
 }
 
+/* Does the first line of msg carry a "file:line:" position? */
+static int has_position(const char *msg)
+{
+    for (const char *p = msg; *p && *p != '\n'; p++) {
+        if (*p != ':' || p[1] < '0' || p[1] > '9') continue;
+        const char *q = p + 1;
+        while (*q >= '0' && *q <= '9') q++;
+        if (*q == ':') return 1;
+    }
+    return 0;
+}
+
 static void report_error(script *s, const char *kind, const script_task *t, const char *msg,
-                         mr_err *e)
+                         const char *fn_where, mr_err *e)
 {
     mr_code code = MR_ESCRIPT;
-    char where[512];
+    char where[768];
+    size_t n;
     if (s->timed_out) code = MR_ETIMEOUT;
     else if (s->track.err.code != MR_OK) code = s->track.err.code;
     if (strcmp(kind, "map") == 0) {
@@ -741,6 +755,12 @@ static void report_error(script *s, const char *kind, const script_task *t, cons
     } else {
         snprintf(where, sizeof where, "%s task %d", kind, t->index);
     }
+    /* An error raised by a C function called as `return f(...)` has no Lua line: the tail
+     * call replaced the script's frame. Name the function at least. */
+    n = strlen(where);
+    if (msg && !has_position(msg) && fn_where[0])
+        snprintf(where + n, sizeof where - n, " (in the %s function at %s, in its return "
+                 "expression)", kind, fn_where);
     mr_fail(e, code, "%s: %s", where, msg ? msg : "(error without a message)");
 }
 
@@ -786,12 +806,19 @@ static frame *task_result(script *s, const char *kind, const script_task *t, int
     return NULL;
 }
 
-static int push_job_fn(script *s, const char *fn)
+/* Pushes job[fn]; fills where with "file:line" of its definition. */
+static int push_job_fn(script *s, const char *fn, char *where, size_t cap)
 {
+    lua_Debug ar;
+    where[0] = '\0';
     lua_rawgeti(s->L, LUA_REGISTRYINDEX, s->job_ref);
     lua_getfield(s->L, -1, fn);
     lua_remove(s->L, -2);
-    return lua_isfunction(s->L, -1);
+    if (!lua_isfunction(s->L, -1)) return 0;
+    lua_pushvalue(s->L, -1);
+    if (lua_getinfo(s->L, ">S", &ar) && ar.linedefined > 0)
+        snprintf(where, cap, "%s:%d", ar.short_src, ar.linedefined);
+    return 1;
 }
 
 frame *script_run_map(script *s, script_task *t, mr_err *e)
@@ -799,6 +826,7 @@ frame *script_run_map(script *s, script_task *t, mr_err *e)
     lua_State *L;
     int base, rc;
     frame *out = NULL;
+    char fn_where[512];
     if (!s || !t) {
         mr_fail(e, MR_EINVAL, "script_run_map: no script or task");
         return NULL;
@@ -808,7 +836,7 @@ frame *script_run_map(script *s, script_task *t, mr_err *e)
     task_begin(s, t);
     lua_pushcfunction(L, traceback);                    /* base+1 */
     if (linput_push(L, t, &s->track, e) != 0) goto done; /* base+2 */
-    if (!push_job_fn(s, "map")) {                       /* base+3 */
+    if (!push_job_fn(s, "map", fn_where, sizeof fn_where)) { /* base+3 */
         mr_fail(e, MR_EINVAL, "%s has no map function", s->path);
         goto done;
     }
@@ -817,7 +845,7 @@ frame *script_run_map(script *s, script_task *t, mr_err *e)
     rc = lua_pcall(L, 2, 1, base + 1);
     linput_close(L, base + 2);
     if (rc != 0) {
-        report_error(s, "map", t, lua_tostring(L, -1), e);
+        report_error(s, "map", t, lua_tostring(L, -1), fn_where, e);
         goto done;
     }
     out = task_result(s, "map", t, base + 3, e);
@@ -833,6 +861,7 @@ frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script
     lua_State *L;
     int base, rc;
     frame *out = NULL;
+    char fn_where[512];
     if (!s || !t || !fn || !input) {
         mr_fail(e, MR_EINVAL, "script_run_frame_fn: missing script, function name, input or task");
         return NULL;
@@ -842,7 +871,7 @@ frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script
     task_begin(s, t);
     lua_pushcfunction(L, traceback);        /* base+1 */
     lframe_push_borrowed(L, input);         /* base+2 */
-    if (!push_job_fn(s, fn)) {              /* base+3 */
+    if (!push_job_fn(s, fn, fn_where, sizeof fn_where)) { /* base+3 */
         mr_fail(e, MR_EINVAL, "%s has no %s function", s->path, fn);
         goto done;
     }
@@ -850,7 +879,7 @@ frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script
     push_ctx(s, t);
     rc = lua_pcall(L, 2, 1, base + 1);
     if (rc != 0) {
-        report_error(s, fn, t, lua_tostring(L, -1), e);
+        report_error(s, fn, t, lua_tostring(L, -1), fn_where, e);
         goto done;
     }
     out = task_result(s, fn, t, base + 3, e);

@@ -5,7 +5,7 @@
 #
 #   scripts/make_crawl.sh small [OUTDIR]   # ~3 MiB, 3 files  (default tests/data/crawl)
 #   scripts/make_crawl.sh large [OUTDIR]   # hundreds of MiB (default scripts/bench/data/crawl-large)
-#   ROUNDS=N scripts/make_crawl.sh large   # large = the whole corpus crawled N times (default 4)
+#   ROUNDS=N scripts/make_crawl.sh large   # large = the whole corpus crawled N times (default 6)
 #
 # Needs wget, python3 and the manuals' packages (installed with apt-get when missing and
 # we are root).
@@ -79,6 +79,14 @@ mkdir -p "$site/maint-guide" "$site/devref" "$site/faq"
       l=$(basename "$d"); [ -e "$d/index.html" ] || continue
       echo "<li><a href=\"install/$l/index.html\">install $l</a></li>"
     done
+    # Every file of the manuals, PDFs and compressed text included, as a site's download
+    # area would: large non-HTML responses a crawl is full of.
+    echo '<li><a href="files.html">all files</a></li>'
+    (cd "$site" && find -L maint-guide devref faq reference install -type f \
+       \( -name '*.pdf' -o -name '*.gz' -o -name '*.epub' -o -name '*.txt' \) | sort \
+       | awk 'BEGIN { print "<!DOCTYPE html><html lang=\"en\"><body><ul>" }
+              { printf "<li><a href=\"%s\">%s</a></li>\n", $0, $0 }
+              END { print "</ul></body></html>" }') > "$site/files.html"
   fi
   echo '</ul></body></html>'
 } > "$site/index.html"
@@ -93,18 +101,18 @@ rm -f "$out"/crawl-*.warc.gz "$out"/crawl*-meta.warc.gz
 crawl() {   # crawl URL WARC-PREFIX MAX-SIZE
   # exit 8 = some links were dead (404); that is part of a real crawl
   (cd "$work" && wget -q -r -l inf -e robots=off --delete-after -nd -P "$work/dl" \
-     --reject "$2" --warc-file="$3" --warc-max-size="$4" "$1") || [ $? = 8 ]
+     ${2:+--reject "$2"} --warc-file="$3" --warc-max-size="$4" "$1") || [ $? = 8 ]
 }
 if [ "$size" = small ]; then
   # Only the small manuals, HTML and their images/CSS, split in a few files.
   crawl "http://127.0.0.1:$port/index.html" "pdf,epub,gz,js,inv" "$out/crawl" 1500K
 else
-  rounds=${ROUNDS:-4}
+  rounds=${ROUNDS:-6}
   mkdir -p "$work/rounds"
   for r in $(seq "$rounds"); do
     # Same corpus under a new path each round, so every round's URIs are distinct.
     ln -s "$site" "$site/r$r" 2>/dev/null || true
-    crawl "http://127.0.0.1:$port/r$r/index.html" "epub" "$out/crawl-r$r" 64M
+    crawl "http://127.0.0.1:$port/r$r/index.html" "" "$out/crawl-r$r" 64M
   done
 fi
 ls -l "$out"

@@ -134,7 +134,7 @@ static ref_group *ref_groups(const frame *f, const char *const *keys, size_t nk,
     qsort(idx, n, sizeof *idx, row_cmp);
     ref_group *g = calloc(n + 1, sizeof *g);
     size_t m = 0;
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; nk > 0 && i < n;) {
         size_t j = i + 1;
         while (j < n) {
             size_t a = idx[i], b = idx[j];

@@ -599,6 +599,42 @@ START_TEST(test_every_truncation_detected)
 }
 END_TEST
 
+/* Byte planes (frames of >= 4096 rows) and wide dictionary indexes need a bigger file;
+ * every 7th byte of it is damaged in turn. */
+START_TEST(test_flips_in_large_groups_detected)
+{
+    make_tmpdir();
+    frame *f = frame_create();
+    frame_col *ci = frame_add_col(f, "i", FRAME_I64, NULL);
+    frame_col *cf = frame_add_col(f, "f", FRAME_F64, NULL);
+    frame_col *ck = frame_add_col(f, "k", FRAME_STR, NULL);
+    char buf[32];
+    for (size_t r = 0; r < 5000; r++) {
+        frame_col_push_i64(ci, (int64_t)(r / 10));
+        frame_col_push_f64(cf, (double)(r % 100) / 4.0);
+        int len = snprintf(buf, sizeof buf, "k%zu", r % 700);
+        frame_col_push_str(ck, buf, (size_t)len);
+    }
+    write_frames(tpath("big.imf"), 6, 0, &f, NULL, 1);
+    frame *g = read_ok(tpath("big.imf"), -1);
+    assert_frames_equal(f, g);
+    frame_free(g);
+    frame_free(f);
+    size_t n;
+    unsigned char *good = slurp(tpath("big.imf"), &n);
+    int fd = open(tpath("big.imf"), O_WRONLY);
+    for (size_t off = 0; off < n; off += 7) {
+        unsigned char b = good[off] ^ 0x5a;
+        ck_assert_int_eq(pwrite(fd, &b, 1, (off_t)off), 1);
+        assert_detected(tpath("big.imf"), "flip", off);
+        ck_assert_int_eq(pwrite(fd, &good[off], 1, (off_t)off), 1);
+    }
+    close(fd);
+    free(good);
+    remove_tmpdir();
+}
+END_TEST
+
 /* Each damaged region is named: the message says where, so an operator can tell a bad
  * disk from a bug. */
 START_TEST(test_corruption_messages)
@@ -704,6 +740,7 @@ static void suite_cases(Suite *s)
     tc = tcase_create("corruption");
     tcase_add_test(tc, test_every_flipped_byte_detected);
     tcase_add_test(tc, test_every_truncation_detected);
+    tcase_add_test(tc, test_flips_in_large_groups_detected);
     tcase_add_test(tc, test_corruption_messages);
     suite_add_tcase(s, tc);
     tc = tcase_create("perf");

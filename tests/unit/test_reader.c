@@ -15,6 +15,7 @@
 
 #include "connectors/reader.h"
 #include "connectors/storage.h"
+#include "connectors/writer.h"
 
 static char tmpdir[256];
 
@@ -236,6 +237,80 @@ START_TEST(test_tsv_and_headerless_schema)
     ck_assert_str_eq(log.reason[0], "field 'v': 'x' is not a valid int64");
     frame_free(f);
     reader_free(r);
+
+    /* records of a headerless file carry no names */
+    o.ncols = 0;
+    r = reader_open(path_in("t.tsv"), &o, NULL, NULL, &e);
+    reader_rec rec;
+    ck_assert_int_eq(reader_next(r, &rec, &e), 1);
+    ck_assert_ptr_null(rec.names);
+    ck_assert_uint_eq(rec.nfields, 2);
+    ck_assert(field_is(&rec, 0, "a,1") && field_is(&rec, 1, "10"));
+    ck_assert_uint_eq(rec.number, 1);
+    ck_assert_uint_eq(rec.offset, 0);
+    reader_free(r);
+}
+END_TEST
+
+
+/* Quoted multi-line fields and escapes across many 1 MiB windows, one field of 2 MiB. */
+START_TEST(test_csv_window_boundaries)
+{
+    size_t rows = 60000, cap = 16u << 20, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)sprintf(text + len, "n,body,tail\n");
+    for (size_t i = 0; i < rows; i++) {
+        if (i == 30000) {
+            len += (size_t)sprintf(text + len, "%zu,\"", i);
+            memset(text + len, 'B', 2u << 20);
+            len += 2u << 20;
+            len += (size_t)sprintf(text + len, "\",end\r\n");
+        } else if (i % 3 == 0) {
+            len += (size_t)sprintf(text + len, "%zu,\"line one %zu\nline \"\"two\"\", ok\",t%zu\r\n", i, i, i);
+        } else {
+            len += (size_t)sprintf(text + len, "%zu,plain text number %zu,t%zu\n", i, i * 3, i);
+        }
+    }
+    write_file(path_in("w.csv"), text, len);
+    bad_log log = {0};
+    reader *r = open_csv(path_in("w.csv"), &log);
+    reader_rec rec;
+    mr_err e = {0};
+    size_t i = 0;
+    char want[128];
+    int rc;
+    while ((rc = reader_next(r, &rec, &e)) == 1) {
+        ck_assert_uint_eq(rec.nfields, 3);
+        ck_assert_int_eq(atoi(rec.fields[0]), (int)i);
+        if (i == 30000) {
+            ck_assert_uint_eq(rec.field_lens[1], 2u << 20);
+            ck_assert(rec.fields[1][0] == 'B' && rec.fields[1][(2u << 20) - 1] == 'B');
+        } else if (i % 3 == 0) {
+            int k = snprintf(want, sizeof want, "line one %zu\nline \"two\", ok", i);
+            ck_assert(rec.field_lens[1] == (size_t)k && memcmp(rec.fields[1], want, (size_t)k) == 0);
+        } else {
+            int k = snprintf(want, sizeof want, "plain text number %zu", i * 3);
+            ck_assert(rec.field_lens[1] == (size_t)k && memcmp(rec.fields[1], want, (size_t)k) == 0);
+        }
+        int k = i == 30000 ? snprintf(want, sizeof want, "end") : snprintf(want, sizeof want, "t%zu", i);
+        ck_assert(rec.field_lens[2] == (size_t)k && memcmp(rec.fields[2], want, (size_t)k) == 0);
+        i++;
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(i, rows);
+    ck_assert_int_eq(log.n, 0);
+    reader_free(r);
+
+    /* the same bytes as lines: one record per '\n' */
+    reader_opts o;
+    reader_opts_init(&o);
+    r = reader_open(path_in("w.csv"), &o, NULL, NULL, &e);
+    size_t lines = 0, nl = 0;
+    while (reader_next(r, &rec, &e) == 1) lines++;
+    for (size_t k = 0; k < len; k++) nl += text[k] == '\n';
+    ck_assert_uint_eq(lines, nl);
+    reader_free(r);
+    free(text);
 }
 END_TEST
 
@@ -675,6 +750,18 @@ START_TEST(test_bench_20m_csv)
            frame_type_name(frame_col_at(f, 2)->type), frame_type_name(frame_col_at(f, 3)->type));
     ck_assert_int_eq(frame_col_at(f, 2)->type, FRAME_I64);
     ck_assert_int_eq(frame_col_at(f, 3)->type, FRAME_F64);
+
+    /* and back out as CSV, for the writer's figure */
+    const char *out = "/tmp/luamr_bench_out.csv";
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert_int_eq(writer_write_frame(f, out, WRITER_CSV, 0, &e), MR_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    struct stat so;
+    stat(out, &so);
+    printf("bench: writer csv %.1f MB in %.3f s = %.0f MB/s\n", (double)so.st_size / 1e6, secs,
+           (double)so.st_size / 1e6 / secs);
+    unlink(out);
     frame_free(f);
     reader_free(r);
 }
@@ -689,6 +776,7 @@ static Suite *reader_suite(void)
     tcase_add_test(tc, test_csv_bad_rows_reported);
     tcase_add_test(tc, test_csv_raw_prefix_and_unterminated);
     tcase_add_test(tc, test_tsv_and_headerless_schema);
+    tcase_add_test(tc, test_csv_window_boundaries);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("jsonl_lines");

@@ -31,6 +31,9 @@ static FILE *server_stdin, *proxy_stdin;
 
 /* ---- helpers ---- */
 
+static mr_code count_fn(const char *uri, uint64_t size, void *ud);
+static mr_code count_all(const char *uri, uint64_t size, void *ud);
+
 /* Deterministic bytes: the same (seed, offset) always gives the same byte, so data can be
  * checked at any offset without keeping a copy. */
 static unsigned char gen_byte(uint64_t seed, uint64_t i)
@@ -153,13 +156,12 @@ START_TEST(test_put_get_stat_odd_keys)
     free(got);
     /* The listing gives the keys back exactly, entities decoded. */
     size_t count = 0;
-    mr_code count_fn(const char *uri, uint64_t size, void *ud);
     ck_assert_int_eq(s3_list("s3://" BUCKET "/odd", count_fn, &count, &e), MR_OK);
     ck_assert_uint_eq(count, sizeof keys / sizeof keys[0]);
 }
 END_TEST
 
-mr_code count_fn(const char *uri, uint64_t size, void *ud)
+static mr_code count_fn(const char *uri, uint64_t size, void *ud)
 {
     static const char *want[] = {"/odd/plain.txt", "/odd/dir/with space.txt", "/odd/a+b=c;d.txt",
                                  "/odd/caf\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac.txt",
@@ -259,6 +261,39 @@ START_TEST(test_files)
     rmdir(dir);
     free(back);
     free(data);
+}
+END_TEST
+
+/* luamr forks workers after the driver has talked to S3: parent and child must each get
+ * their own connections, not share the inherited keep-alive socket. */
+START_TEST(test_fork_keeps_connections_apart)
+{
+    mr_err e = {0};
+    ck_assert_int_eq(s3_put_object("s3://" BUCKET "/fork/p", "parent", 6, &e), MR_OK);
+    ck_assert_int_eq(s3_put_object("s3://" BUCKET "/fork/c", "child!", 6, &e), MR_OK);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = 0;
+        for (int i = 0; i < 200 && !bad; i++) {
+            char *got = NULL;
+            size_t len = 0;
+            bad = s3_get_object("s3://" BUCKET "/fork/c", &got, &len, 100, NULL) != MR_OK ||
+                  len != 6 || memcmp(got, "child!", 6) != 0;
+            free(got);
+        }
+        _exit(bad);
+    }
+    for (int i = 0; i < 200; i++) {
+        char *got = NULL;
+        size_t len = 0;
+        ck_assert_msg(s3_get_object("s3://" BUCKET "/fork/p", &got, &len, 100, &e) == MR_OK, "%s",
+                      e.msg);
+        ck_assert(len == 6 && memcmp(got, "parent", 6) == 0);
+        free(got);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 END_TEST
 
@@ -533,10 +568,26 @@ START_TEST(test_fault_proxy_byte_identical)
             free(got);
         }
     }
-    listing l = {0};
     size_t count = 0;
-    (void)l;
-    /* A reader that stops for longer than the stall timeout: the paused transfer may be
+    ck_assert_msg(s3_list("s3://" BUCKET "/faults", count_all, &count, &e) == MR_OK, "%s", e.msg);
+    ck_assert_uint_eq(count, N);
+    proxy_stats(&slow1, &cut1);
+    uint64_t retries = s3_retry_count() - before;
+    ck_assert_msg(slow1 - slow0 > 0 && cut1 - cut0 > 0, "the proxy injected no faults");
+    /* Every injected fault costs exactly one retry; nothing else does. */
+    ck_assert_uint_eq(retries, (uint64_t)(slow1 - slow0 + cut1 - cut0));
+    fprintf(stderr, "fault proxy: %ld slowdowns, %ld cuts, %llu retries\n", slow1 - slow0,
+            cut1 - cut0, (unsigned long long)retries);
+}
+END_TEST
+
+static mr_code count_all(const char *uri, uint64_t size, void *ud)
+{
+    (*(size_t *)ud)++;
+    return MR_OK;
+}
+
+/* A reader that stops for longer than the stall timeout: the paused transfer may be
  * dropped and resumed, but the bytes come out identical. */
 START_TEST(test_slow_reader)
 {
@@ -570,25 +621,6 @@ START_TEST(test_slow_reader)
     free(data);
 }
 END_TEST
-
-mr_code count_all(const char *uri, uint64_t size, void *ud);
-    ck_assert_msg(s3_list("s3://" BUCKET "/faults", count_all, &count, &e) == MR_OK, "%s", e.msg);
-    ck_assert_uint_eq(count, N);
-    proxy_stats(&slow1, &cut1);
-    uint64_t retries = s3_retry_count() - before;
-    ck_assert_msg(slow1 - slow0 > 0 && cut1 - cut0 > 0, "the proxy injected no faults");
-    /* Every injected fault costs exactly one retry; nothing else does. */
-    ck_assert_uint_eq(retries, (uint64_t)(slow1 - slow0 + cut1 - cut0));
-    fprintf(stderr, "fault proxy: %ld slowdowns, %ld cuts, %llu retries\n", slow1 - slow0,
-            cut1 - cut0, (unsigned long long)retries);
-}
-END_TEST
-
-mr_code count_all(const char *uri, uint64_t size, void *ud)
-{
-    (*(size_t *)ud)++;
-    return MR_OK;
-}
 
 /* ---- AWS CLI interop ---- */
 
@@ -681,6 +713,7 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, test_stream_get_and_ranges);
     tcase_add_test(tc, test_delete);
     tcase_add_test(tc, test_files);
+    tcase_add_test(tc, test_fork_keeps_connections_apart);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("list");

@@ -13,6 +13,8 @@
 #include "connectors/lang.h"
 #include "connectors/stream.h"
 #include "connectors/warc.h"
+#include "engine/groupby.h"
+#include "lua/script.h"
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -901,6 +903,231 @@ START_TEST(test_crawl_matches_warcio)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- Lua (lwarc) */
+
+static script *load_script(const char *path)
+{
+    mr_err e = {0};
+    script *sc = script_create(path, NULL, 0, &e);
+    ck_assert_msg(sc != NULL, "%s", e.msg);
+    return sc;
+}
+
+static void task_init(script_task *t, const char *uri)
+{
+    memset(t, 0, sizeof *t);
+    t->run_id = "test";
+    t->kind = "map";
+    t->ntasks = 3;
+    t->input_uri = uri;
+    t->format = "warc";
+}
+
+/* Runs the job at path over the three crawl files, map then reduce. */
+static frame *run_flagship(const char *path, uint64_t *records_in)
+{
+    script *sc = load_script(path);
+    frame *all = frame_create();
+    mr_err e = {0};
+    *records_in = 0;
+    for (int i = 0; i < 3; i++) {
+        script_task t;
+        task_init(&t, crawl_path(i));
+        t.index = i;
+        frame *f = script_run_map(sc, &t, &e);
+        ck_assert_msg(f != NULL, "%s", e.msg);
+        ck_assert_int_eq(frame_append_frame(all, f, &e), MR_OK);
+        *records_in += t.records_in;
+        ck_assert_uint_gt(t.bytes_in, 0);
+        frame_free(f);
+    }
+    script_task t;
+    task_init(&t, NULL);
+    t.kind = "reduce";
+    frame *out = script_run_frame_fn(sc, "reduce", all, &t, &e);
+    ck_assert_msg(out != NULL, "%s", e.msg);
+    frame_free(all);
+    script_free(sc);
+    return out;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The flagship's answer computed here: pages and sorted lengths per language, and the
+ * p90 by the textbook formula on the sorted values. */
+START_TEST(test_lua_flagship_matches_direct_computation)
+{
+    const char *src = getenv("LUAMR_SOURCE_DIR");
+    char path[2][512];
+    snprintf(path[0], sizeof path[0], "%s/scripts/examples/warc_p90_by_language.lua", src ? src : ".");
+    snprintf(path[1], sizeof path[1], "%s/scripts/examples/warc_p90_by_language_records.lua", src ? src : ".");
+
+    char langs[32][LANG_TAG_MAX];
+    double *vals[32];
+    size_t nvals[32] = {0}, nlangs = 0, total_records = 0;
+    for (int i = 0; i < 3; i++) {
+        mr_err e = {0};
+        warc_reader *r = warc_open(crawl_path(i), NULL, NULL, NULL, &e);
+        warc_record rec;
+        while (warc_next(r, &rec, &e) == 1) {
+            char mime[64], lang[LANG_TAG_MAX];
+            total_records++;
+            warc_record_mime(&rec, mime, sizeof mime);
+            if (rec.type != WARC_RESPONSE || rec.status != 200 || strcmp(mime, "text/html")) continue;
+            warc_record_language(&rec, lang);
+            size_t k = 0;
+            while (k < nlangs && strcmp(langs[k], lang)) k++;
+            if (k == nlangs) {
+                strcpy(langs[nlangs], lang);
+                vals[nlangs++] = malloc(4096 * sizeof(double));
+            }
+            vals[k][nvals[k]++] = (double)rec.payload_length;
+        }
+        warc_free(r);
+    }
+    for (int v = 0; v < 2; v++) {
+        uint64_t records_in;
+        frame *out = run_flagship(path[v], &records_in);
+        ck_assert_uint_eq(records_in, total_records);
+        ck_assert_uint_eq(frame_nrows(out), nlangs);
+        frame_col *lc = frame_col_by_name(out, "language"), *pc = frame_col_by_name(out, "pages"),
+                  *qc = frame_col_by_name(out, "p90");
+        ck_assert_ptr_nonnull(lc);
+        ck_assert_ptr_nonnull(pc);
+        ck_assert_ptr_nonnull(qc);
+        for (size_t row = 0; row < nlangs; row++) {
+            size_t n;
+            const char *l = frame_col_str(lc, row, &n);
+            size_t k = 0;
+            while (k < nlangs && !(strlen(langs[k]) == n && memcmp(langs[k], l, n) == 0)) k++;
+            ck_assert_uint_lt(k, nlangs);
+            ck_assert_int_eq((int64_t)frame_col_num(pc, row), (int64_t)nvals[k]);
+            double *sorted = malloc(nvals[k] * sizeof(double));
+            memcpy(sorted, vals[k], nvals[k] * sizeof(double));
+            qsort(sorted, nvals[k], sizeof(double), cmp_double);
+            double h = (double)(nvals[k] - 1) * 0.9;
+            size_t lo = (size_t)h;
+            double want = lo + 1 < nvals[k] ? sorted[lo] + (h - (double)lo) * (sorted[lo + 1] - sorted[lo])
+                                            : sorted[lo];
+            ck_assert_double_eq_tol(frame_col_num(qc, row), want, 1e-6);
+            free(sorted);
+        }
+        frame_free(out);
+    }
+    for (size_t k = 0; k < nlangs; k++) free(vals[k]);
+}
+END_TEST
+
+static frame *run_source(const char *src, const char *uri, mr_err *e)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/job.lua", tmpdir);
+    FILE *f = fopen(path, "w");
+    fputs(src, f);
+    fclose(f);
+    script *sc = load_script(path);
+    script_task t;
+    task_init(&t, uri);
+    frame *out = script_run_map(sc, &t, e);
+    script_free(sc);
+    return out;
+}
+
+START_TEST(test_lua_record_api)
+{
+    buf b = {0};
+    sample_warc(&b);
+    const char *uri = write_tmp("s.warc", &b);
+    mr_err e = {0};
+    /* One row per record with what the Lua API says; checked against the C reader below. */
+    frame *out = run_source(
+        "return { map = function(input, ctx)\n"
+        "  assert(input.format == 'warc' and input.uri:match('s%.warc$'))\n"
+        "  for rec in input:records() do\n"
+        "    assert(rec:header('warc-type') == rec.type)\n"
+        "    local p = rec:payload()\n"
+        "    assert(#p == rec.payload_length, 'payload copy')\n"
+        "    assert(rec:payload(3) == p:sub(1, 3))\n"
+        "    ctx:emit{ type = rec.type, uri = rec.uri or '', status = rec.status or 0,\n"
+        "              mime = rec.mime or '', lang = rec:language(), len = rec.payload_length,\n"
+        "              ctype = rec:http_header('content-type') or '',\n"
+        "              block = #rec:block(), cl = rec.content_length }\n"
+        "  end\n"
+        "end }\n", uri, &e);
+    ck_assert_msg(out != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(out), SAMPLE_N);
+    warc_reader *r = warc_open(uri, NULL, NULL, NULL, &e);
+    warc_record rec;
+    for (size_t row = 0; warc_next(r, &rec, &e) == 1; row++) {
+        size_t n;
+        const char *v = frame_col_str(frame_col_by_name(out, "type"), row, &n);
+        ck_assert_int_eq(strncmp(v, warc_type_name(rec.type), n), 0);
+        ck_assert_int_eq((int)frame_col_num(frame_col_by_name(out, "status"), row), rec.status);
+        ck_assert_int_eq((int64_t)frame_col_num(frame_col_by_name(out, "len"), row), (int64_t)rec.payload_length);
+        ck_assert_int_eq((int64_t)frame_col_num(frame_col_by_name(out, "block"), row), (int64_t)rec.block_len);
+        ck_assert_int_eq((int64_t)frame_col_num(frame_col_by_name(out, "cl"), row), (int64_t)rec.content_length);
+        char lang[LANG_TAG_MAX];
+        warc_record_language(&rec, lang);
+        v = frame_col_str(frame_col_by_name(out, "lang"), row, &n);
+        ck_assert_uint_eq(n, strlen(lang));
+        ck_assert_int_eq(memcmp(v, lang, n), 0);
+    }
+    warc_free(r);
+    frame_free(out);
+
+    /* Type filters, and frame() with chosen columns. */
+    out = run_source(
+        "return { map = function(input, ctx)\n"
+        "  local n = 0\n"
+        "  for rec in input:records{'response', 'revisit'} do n = n + 1 end\n"
+        "  assert(n == 3, 'filtered records: ' .. n)\n"
+        "  return input:frame{ columns = {'uri', 'status'}, types = 'response' }\n"
+        "end }\n", uri, &e);
+    ck_assert_msg(out != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(out), 2);
+    ck_assert_uint_eq(frame_ncols(out), 2);
+    frame_free(out);
+    free(b.p);
+}
+END_TEST
+
+START_TEST(test_lua_misuse_raises)
+{
+    buf b = {0};
+    sample_warc(&b);
+    const char *uri = write_tmp("s.warc", &b);
+    mr_err e = {0};
+    /* A record kept past its loop step raises instead of showing another record. */
+    frame *out = run_source(
+        "return { map = function(input, ctx)\n"
+        "  local first\n"
+        "  for rec in input:records() do first = first or rec end\n"
+        "  return frame.from_rows{ { u = first.uri } }\n"
+        "end }\n", uri, &e);
+    ck_assert_ptr_null(out);
+    ck_assert_msg(strstr(e.msg, "used after the loop moved on") != NULL, "%s", e.msg);
+    out = run_source("return { map = function(input) return input:frame{ columns = {'nope'} } end }\n",
+                     uri, &e);
+    ck_assert_ptr_null(out);
+    ck_assert_msg(strstr(e.msg, "unknown WARC column 'nope'") != NULL, "%s", e.msg);
+    out = run_source("return { map = function(input) for r in input:records('bogus') do end end }\n",
+                     uri, &e);
+    ck_assert_ptr_null(out);
+    ck_assert_msg(strstr(e.msg, "unknown WARC record type 'bogus'") != NULL, "%s", e.msg);
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/missing.warc.gz", tmpdir);
+    out = run_source("return { map = function(input) return input:frame() end }\n", missing, &e);
+    ck_assert_ptr_null(out);
+    ck_assert_msg(strstr(e.msg, "missing.warc.gz") != NULL, "%s", e.msg);
+    free(b.p);
+}
+END_TEST
+
 static Suite *warc_suite(void)
 {
     Suite *s = suite_create("warc");
@@ -934,6 +1161,12 @@ static Suite *warc_suite(void)
     tcase_add_test(tc, test_crawl_counts_match_zlib);
     tcase_add_test(tc, test_crawl_languages);
     tcase_add_test(tc, test_crawl_matches_warcio);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("lua");
+    tcase_add_checked_fixture(tc, setup_tmp, teardown_tmp);
+    tcase_add_test(tc, test_lua_flagship_matches_direct_computation);
+    tcase_add_test(tc, test_lua_record_api);
+    tcase_add_test(tc, test_lua_misuse_raises);
     suite_add_tcase(s, tc);
     return s;
 }

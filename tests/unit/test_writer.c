@@ -164,6 +164,35 @@ START_TEST(test_fmt_f64)
         double back = strtod(buf, NULL);
         ck_assert_msg(memcmp(&back, &v, 8) == 0, "%s", buf);
     }
+    /* Everyday magnitudes: reads back exactly, and uses no more significant digits than
+     * the shortest %.Ng that reads back. */
+    for (int k = 0; k < 200000; k++) {
+        double v = k % 3 == 0 ? (double)rand() / 1000.0
+                   : k % 3 == 1 ? (double)(rand() % 100000) / 7.0
+                                : -(double)rand() * 1e-9;
+        writer_fmt_f64(buf, v);
+        double back = strtod(buf, NULL);
+        ck_assert_msg(memcmp(&back, &v, 8) == 0, "%s vs %.17g", buf, v);
+        int shortest = 1;
+        char ref[40];
+        for (; shortest < 17; shortest++) {
+            snprintf(ref, sizeof ref, "%.*g", shortest, v);
+            if (strtod(ref, NULL) == v) break;
+        }
+        int sig = 0, leading = 1;
+        for (const char *p = buf; *p && *p != 'e'; p++) {
+            if (*p < '0' || *p > '9') continue;
+            if (*p == '0' && leading) continue;
+            leading = 0;
+            sig++;
+        }
+        /* trailing zeros of an integral value ("120.0") are not significant */
+        const char *dot = strchr(buf, '.');
+        if (dot && strcmp(dot, ".0") == 0)
+            for (const char *p = dot - 1; p >= buf && *p == '0'; p--) sig--;
+        ck_assert_msg(sig <= shortest + (dot && strcmp(dot, ".0") == 0), "%s has %d digits, %%.%dg suffices",
+                      buf, sig, shortest);
+    }
 }
 END_TEST
 
