@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lambda/bootstrap.h"
+#include "../lambda/package.h"
+#include "../lambda/upload.h"
 #include "mr_error.h"
 #include "runner.h"
 
@@ -165,6 +168,12 @@ static const command main_commands[] = {
      "Checks the config (every field) and the job script (syntax, the functions the task\n"
      "mode needs) without running anything. Exit status 0 when both are valid.\n",
      main_validate},
+    {"package", "[CONFIG] [-o function.zip]",
+     "Builds the Lambda deployment zip (bootstrap + lib/); see 'luamr package --help'.\n",
+     lambda_package_main},
+    {"upload", "CONFIG [--to s3://bucket/prefix/]",
+     "Puts the script and CONFIG on S3 for the Lambda executor; see 'luamr upload --help'.\n",
+     lambda_upload_main},
     {"version", "", "Prints the version.\n", main_version},
 };
 
@@ -188,6 +197,7 @@ static void main_help(FILE *out)
 int main(int argc, char **argv)
 {
     if (s3_register) s3_register();
+    if (lambda_bootstrap_wanted(argv[0], argc)) return lambda_bootstrap_main();
     if (argc < 2) {
         main_help(stderr);
         return 2;

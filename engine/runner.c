@@ -36,7 +36,7 @@ typedef struct run {
     size_t nintermediates;
     task_kind phase;
     int ntasks, done, tty;
-    double start, phase_start;
+    double start, phase_start, map_seconds, reduce_seconds;
     uint64_t records_in, records_out, bad, bytes_in, reduce_in, reduce_out;
     int resumed, retries;
     cJSON *counters;
@@ -206,13 +206,13 @@ static void runner_summary(run *r, mr_code code, const mr_err *e)
         fprintf(out, "luamr: job '%s' (run %s) FAILED after %.2f s\n", r->c->name, r->run_id, el);
     if (r->c->mode != CONFIG_REDUCER_ONLY)
         fprintf(out,
-                "  map:     %zu tasks over %zu files, %llu records in, %llu rows out, %.1f MB read%s\n",
+                "  map:     %zu tasks over %zu files, %llu records in, %llu rows out, %.1f MB read, %.2f s%s\n",
                 r->p.n, r->p.files, (unsigned long long)r->records_in,
-                (unsigned long long)r->records_out, (double)r->bytes_in / 1e6,
+                (unsigned long long)r->records_out, (double)r->bytes_in / 1e6, r->map_seconds,
                 r->resumed ? " (some tasks resumed)" : "");
     if (r->c->mode == CONFIG_MAPPER_AND_REDUCER || r->c->mode == CONFIG_REDUCER_ONLY)
-        fprintf(out, "  reduce:  %llu rows in, %llu rows out\n", (unsigned long long)r->reduce_in,
-                (unsigned long long)r->reduce_out);
+        fprintf(out, "  reduce:  %llu rows in, %llu rows out, %.2f s\n", (unsigned long long)r->reduce_in,
+                (unsigned long long)r->reduce_out, r->reduce_seconds);
     if (r->bad)
         fprintf(out, "  bad records: %llu (in %s)\n", (unsigned long long)r->bad, r->error_dir);
     else
@@ -289,6 +289,8 @@ static mr_code runner_pool(run *r, task_kind phase, int ntasks, mr_err *e)
         code = pool_run(&job, e);
     }
     runner_progress(r, 1);
+    if (phase == TASK_REDUCE) r->reduce_seconds = runner_now() - r->phase_start;
+    else r->map_seconds = runner_now() - r->phase_start;
     return code;
 }
 

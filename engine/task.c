@@ -163,15 +163,21 @@ static mr_code task_write_intermediate(const config *c, const frame *f, const ch
     return code;
 }
 
-/* Reads one intermediate (downloading it first when remote) and appends it to acc. */
-static mr_code task_read_intermediate(const char *uri, int partition, frame *acc, mr_err *e)
+/* Reads one intermediate (downloading it first when remote) and appends it to *acc; the
+ * first one read becomes *acc itself, so a single intermediate is never copied. */
+static mr_code task_read_intermediate(const char *uri, int partition, frame **acc, mr_err *e)
 {
     char *path = task_scratch_path(uri, "in.imf");
     mr_code code = MR_OK;
     if (storage_is_remote(uri)) code = storage_get_file(uri, path, e);
     frame *f = code == MR_OK ? imf_read_all(path, partition, e) : NULL;
     if (code == MR_OK && !f) code = e->code;
-    if (code == MR_OK) code = frame_append_frame(acc, f, e);
+    if (code == MR_OK && !*acc) {
+        *acc = f;
+        f = NULL;
+    } else if (code == MR_OK) {
+        code = frame_append_frame(*acc, f, e);
+    }
     frame_free(f);
     if (storage_is_remote(uri)) unlink(path);
     free(path);
@@ -233,22 +239,23 @@ static mr_code task_map(const config *c, script *s, const task_spec *t, task_res
     return code;
 }
 
-static mr_code task_gather(const task_spec *t, int partition, frame *acc, mr_err *e)
+static mr_code task_gather(const task_spec *t, int partition, frame **acc, mr_err *e)
 {
     for (size_t i = 0; i < t->ninputs; i++) {
         mr_code code = task_read_intermediate(t->inputs[i], partition, acc, e);
         if (code != MR_OK) return mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
     }
+    if (!*acc) *acc = frame_create();
+    MR_CHECK(*acc, e, MR_ENOMEM, "out of memory");
     return MR_OK;
 }
 
 static mr_code task_reduce(const config *c, script *s, const task_spec *t, task_result *r,
                            task_errors *te, mr_err *e)
 {
-    frame *all = frame_create();
-    MR_CHECK(all, e, MR_ENOMEM, "out of memory");
-    mr_code code = task_gather(t, t->kind == TASK_REDUCE ? 0 : -1, all, e);
-    r->records_in = frame_nrows(all);
+    frame *all = NULL;
+    mr_code code = task_gather(t, t->kind == TASK_REDUCE ? 0 : -1, &all, e);
+    r->records_in = all ? frame_nrows(all) : 0;
     frame *out = all;
     if (code == MR_OK && t->kind == TASK_REDUCE && script_has(s, "reduce")) {
         script_task st;

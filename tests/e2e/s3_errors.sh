@@ -5,6 +5,7 @@
 . "$(dirname "$0")/lib.sh.inc"
 . "$LUAMR_SOURCE_DIR/tests/s3/lib.sh.inc"
 s3_start_server "$TMP" luamr-e2e
+s3_require_luamr_s3
 trap 's3_stop; rm -rf "$TMP"' EXIT
 cp "$LUAMR_SOURCE_DIR/scripts/examples/wordcount.lua" "$TMP/"
 cat >"$TMP/job.json" <<JSON

@@ -7,6 +7,7 @@
 . "$LUAMR_SOURCE_DIR/tests/s3/lib.sh.inc"
 [ -x "$AWS_CLI" ] || fail "needs the AWS CLI at $AWS_CLI"
 s3_start_server "$TMP" luamr-e2e
+s3_require_luamr_s3
 trap 's3_stop; rm -rf "$TMP"' EXIT
 
 mkdir -p "$TMP/in"
@@ -35,7 +36,8 @@ for f in "$TMP"/in/*; do case $f in *.gz) zcat "$f";; *) cat "$f";; esac; done |
   tr -cs 'A-Za-z' '\n' | tr 'A-Z' 'a-z' | grep -v '^$' | sort | uniq -c |
   awk '{print $2, $1}' | sort -k2,2nr -k1,1 >"$TMP/want.txt"
 diff "$TMP/want.txt" "$TMP/got.txt" >/dev/null || { diff "$TMP/want.txt" "$TMP/got.txt" | head; fail "word counts differ"; }
-s3_aws s3 ls --recursive s3://luamr-e2e/imd/ | grep -q . || fail "intermediates were written to S3"
+imd=$(s3_aws s3 ls --recursive s3://luamr-e2e/imd/ || true)
+[ -n "$imd" ] || fail "intermediates were written to S3"
 [ "$(s3_open_uploads)" = 0 ] || fail "multipart uploads left open"
 pass "job with config, script, inputs, intermediates and output on S3 ($i files)"
 
@@ -47,8 +49,12 @@ AWS_ENDPOINT_URL="http://127.0.0.1:$S3_PROXY_PORT" LUAMR_S3_BACKOFF_MS=5 LUAMR_S
   expect_status 0 run s3://luamr-e2e/job/job2.json
 s3_aws s3 cp --quiet s3://luamr-e2e/out-faults/wc.csv "$TMP/wc2.csv"
 cmp -s "$TMP/wc.csv" "$TMP/wc2.csv" || fail "output through the fault proxy differs"
+faults=$(node -e 'require("http").get(process.argv[1], r => { let b = ""; r.on("data", d => b += d);
+  r.on("end", () => { const s = JSON.parse(b); console.log(s.slowdowns + s.cuts); }); })' \
+  "http://127.0.0.1:$S3_PROXY_PORT/__faultproxy/stats")
+[ "$faults" -gt 0 ] || fail "the fault proxy injected no fault"
 [ "$(s3_open_uploads)" = 0 ] || fail "multipart uploads left open after faults"
-pass "the job through 503s and cut connections gives the same output"
+pass "the job through $faults injected 503s and cut connections gives the same output"
 
 # A failing job publishes nothing on S3.
 cat >"$TMP/bad.lua" <<'LUA'
@@ -59,6 +65,6 @@ sed -e 's#job/wordcount.lua#job/bad.lua#' -e 's#out/wc.csv#out-bad/wc.csv#' "$TM
 s3_aws s3 cp --quiet "$TMP/job3.json" s3://luamr-e2e/job/job3.json
 expect_status 1 run s3://luamr-e2e/job/job3.json
 expect_in "$TMP/err.txt" "boom" "the script error is reported"
-if s3_aws s3 ls s3://luamr-e2e/out-bad/ | grep -q .; then fail "a failed job left output on S3"; fi
+[ -z "$(s3_aws s3 ls s3://luamr-e2e/out-bad/ || true)" ] || fail "a failed job left output on S3"
 [ "$(s3_open_uploads)" = 0 ] || fail "multipart uploads left open after a failed job"
 pass "a failed job leaves no output and no open upload on S3"

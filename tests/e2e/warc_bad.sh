@@ -37,7 +37,7 @@ cat >"$TMP/job.json" <<JSON
  "errorConnector": {"location": "out/errors", "maxBadRecords": 10}}
 JSON
 expect_status 0 run "$TMP/job.json"
-cat "$TMP"/out/errors/* >"$TMP/errors.txt" 2>/dev/null || fail "no error destination written"
+cat "$TMP"/out/errors/*/*.jsonl >"$TMP/errors.txt" 2>/dev/null || fail "no error destination written"
 [ "$(wc -l <"$TMP/errors.txt")" = 3 ] || { cat "$TMP/errors.txt"; fail "expected 3 bad records"; }
 expect_in "$TMP/errors.txt" "broken.warc.gz" "bad records name the file"
 expect_in "$TMP/errors.txt" "gzip member" "the cut member is reported"

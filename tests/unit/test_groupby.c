@@ -451,16 +451,23 @@ END_TEST
 
 START_TEST(test_quantile_selection)
 {
-    /* groupby_quantile (selection) against a full sort, including ties, sorted and
-     * reversed runs and every q on a grid. */
+    /* groupby_quantile (selection) against a full sort: small and large arrays (the
+     * sampling step starts above 600 values), ties, sorted, reversed and organ-pipe runs,
+     * every q on a grid. */
     rng_state = 77;
-    double v[300], w[300];
-    for (int trial = 0; trial < 400; trial++) {
-        size_t n = 1 + rnd() % 300;
-        int shape = trial % 4;
+    enum { MAXN = 5000 };
+    double *v = malloc(MAXN * sizeof *v), *w = malloc(MAXN * sizeof *w);
+    for (int trial = 0; trial < 300; trial++) {
+        size_t n = 1 + rnd() % (trial < 200 ? 300 : MAXN);
+        int shape = trial % 5;
         for (size_t i = 0; i < n; i++) {
-            v[i] = shape == 0 ? rnd01() : shape == 1 ? (double)(rnd() % 4)
-                 : shape == 2 ? (double)i : (double)(n - i);
+            switch (shape) {
+            case 0: v[i] = rnd01(); break;
+            case 1: v[i] = (double)(rnd() % 4); break;
+            case 2: v[i] = (double)i; break;
+            case 3: v[i] = (double)(n - i); break;
+            default: v[i] = (double)(i < n / 2 ? i : n - i); break;
+            }
         }
         for (int qi = 0; qi <= 20; qi++) {
             double q = qi / 20.0;
@@ -468,11 +475,13 @@ START_TEST(test_quantile_selection)
             double got = groupby_quantile(w, n, q);
             memcpy(w, v, n * sizeof *v);
             double want = ref_quantile(w, n, q);
-            ck_assert_msg(fabs(got - want) <= 1e-12 * (1 + fabs(want)), "n=%zu q=%g: %g vs %g", n, q,
-                          got, want);
+            ck_assert_msg(fabs(got - want) <= 1e-12 * (1 + fabs(want)), "n=%zu shape %d q=%g: %g vs %g",
+                          n, shape, q, got, want);
         }
     }
     ck_assert(isnan(groupby_quantile(v, 0, 0.5)));
+    free(v);
+    free(w);
 }
 END_TEST
 

@@ -1,0 +1,10 @@
+/* fuzz_lines: libFuzzer entry for the lines target (logic in targets.c, shared with the
+ * regression replay in tests/unit/test_fuzz_regressions.c). */
+#include "targets.c"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_target_lines(data, size);
+    return 0;
+}
