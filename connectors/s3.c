@@ -688,7 +688,7 @@ static mr_code s3_fail_status(mr_err *e, const s3_req *q, const s3_resp *r, cons
     } else if (strcmp(x.code, "SignatureDoesNotMatch") == 0) {
         snprintf(hint, sizeof hint, "; check the secret access key (credentials from %s)",
                  awsconf_source(cfg->conf));
-    } else if (strcmp(x.code, "InvalidAccessKeyId") == 0 || strcmp(x.code, "AccessDenied") == 0 ||
+    } else if (r->status == 401 || r->status == 403 || strcmp(x.code, "InvalidAccessKeyId") == 0 ||
                strcmp(x.code, "ExpiredToken") == 0 || strcmp(x.code, "InvalidToken") == 0) {
         snprintf(hint, sizeof hint, "; credentials from %s", awsconf_source(cfg->conf));
     }

@@ -164,46 +164,75 @@ static size_t wr_utf8_len(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
-/* A JSON string literal: quotes, backslashes and control characters escaped; invalid
- * UTF-8 bytes replaced by U+FFFD so the document stays valid JSON. */
-static mr_code wr_json_str(writer *w, const char *s, size_t n, mr_err *e)
+/* Escapes s as the inside of a JSON string literal into out, which needs 6 * n bytes:
+ * quotes, backslashes and control characters escaped; invalid UTF-8 bytes replaced by
+ * U+FFFD so the document stays valid JSON. Returns the bytes written. */
+static size_t wr_json_escape(char *out, const char *s, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
-    MR_TRY(wr_putc(w, '"', e));
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    char *o = out;
     while (p < end) {
         unsigned c = *p;
         if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            *o++ = (char)c;
             p++;
             continue;
         }
         if (c >= 0x80) {
             size_t k = wr_utf8_len(p, end);
             if (k) {
+                memcpy(o, p, k);
+                o += k;
                 p += k;
                 continue;
             }
+            memcpy(o, "\xef\xbf\xbd", 3);   /* U+FFFD */
+            o += 3;
+            p++;
+            continue;
         }
-        MR_TRY(wr_put(w, (const char *)run, (size_t)(p - run), e));
-        char esc[8];
-        size_t k = 2;
-        esc[0] = '\\';
+        *o++ = '\\';
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
+        case '"': *o++ = '"'; break;
+        case '\\': *o++ = '\\'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
         default:
-            if (c >= 0x80) memcpy(esc, "\xef\xbf\xbd", 3), k = 3;   /* U+FFFD */
-            else k = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c);
+            o[0] = 'u';
+            o[1] = '0';
+            o[2] = '0';
+            o[3] = "0123456789abcdef"[c >> 4];
+            o[4] = "0123456789abcdef"[c & 15];
+            o += 5;
+            break;
         }
-        MR_TRY(wr_put(w, esc, k, e));
         p++;
-        run = p;
     }
-    MR_TRY(wr_put(w, (const char *)run, (size_t)(p - run), e));
+    return (size_t)(o - out);
+}
+
+#define WR_ESC_CHUNK 4096
+
+/* A quoted JSON string, escaped straight into the output buffer in chunks that never
+ * split a UTF-8 sequence. */
+static mr_code wr_json_str(writer *w, const char *s, size_t n, mr_err *e)
+{
+    MR_TRY(wr_putc(w, '"', e));
+    while (n > 0) {
+        size_t k = n;
+        if (k > WR_ESC_CHUNK) {
+            k = WR_ESC_CHUNK;
+            /* back up to a lead byte so the sequence stays whole (at most 3 bytes) */
+            for (int back = 0; back < 3 && ((unsigned char)s[k] & 0xc0) == 0x80; back++) k--;
+        }
+        if (w->len + 6 * k > WR_BUF_SIZE) MR_TRY(wr_flush(w, e));
+        w->len += wr_json_escape(w->buf + w->len, s, k);
+        s += k;
+        n -= k;
+    }
     return wr_putc(w, '"', e);
 }
 
@@ -228,24 +257,48 @@ static mr_code wr_json_value(writer *w, const frame_col *c, size_t r, mr_err *e)
     return MR_OK;
 }
 
+/* Every row repeats the keys: escape them once per frame as '"name":' and ',"name":'. */
+static mr_code wr_json_keys(const frame *f, char **keys, size_t *offs, mr_err *e)
+{
+    size_t nc = frame_ncols(f), total = 0;
+    for (size_t i = 0; i < nc; i++) total += 6 * strlen(frame_col_at(f, i)->name) + 4;
+    *keys = malloc(total + 1);
+    MR_CHECK(*keys, e, MR_ENOMEM, "out of memory");
+    char *o = *keys;
+    for (size_t i = 0; i < nc; i++) {
+        const char *name = frame_col_at(f, i)->name;
+        offs[i] = (size_t)(o - *keys);
+        if (i) *o++ = ',';
+        *o++ = '"';
+        o += wr_json_escape(o, name, strlen(name));
+        *o++ = '"';
+        *o++ = ':';
+    }
+    offs[nc] = (size_t)(o - *keys);
+    return MR_OK;
+}
+
 static mr_code wr_json_rows(writer *w, const frame *f, mr_err *e)
 {
     size_t nc = frame_ncols(f), nr = frame_nrows(f);
-    for (size_t r = 0; r < nr; r++) {
-        if (w->fmt == WRITER_JSON) MR_TRY(wr_put(w, w->rows == 0 ? "[\n" : ",\n", 2, e));
-        MR_TRY(wr_putc(w, '{', e));
-        for (size_t i = 0; i < nc; i++) {
-            const frame_col *c = frame_col_at(f, i);
-            if (i) MR_TRY(wr_putc(w, ',', e));
-            MR_TRY(wr_json_str(w, c->name, strlen(c->name), e));
-            MR_TRY(wr_putc(w, ':', e));
-            MR_TRY(wr_json_value(w, c, r, e));
+    size_t *offs = malloc((nc + 1) * sizeof *offs);
+    MR_CHECK(offs, e, MR_ENOMEM, "out of memory");
+    char *keys = NULL;
+    mr_code rc = wr_json_keys(f, &keys, offs, e);
+    for (size_t r = 0; r < nr && rc == MR_OK; r++) {
+        if (w->fmt == WRITER_JSON) rc = wr_put(w, w->rows == 0 ? "[\n" : ",\n", 2, e);
+        if (rc == MR_OK) rc = wr_putc(w, '{', e);
+        for (size_t i = 0; i < nc && rc == MR_OK; i++) {
+            rc = wr_put(w, keys + offs[i], offs[i + 1] - offs[i], e);
+            if (rc == MR_OK) rc = wr_json_value(w, frame_col_at(f, i), r, e);
         }
-        MR_TRY(wr_putc(w, '}', e));
-        if (w->fmt == WRITER_JSONL) MR_TRY(wr_putc(w, '\n', e));
+        if (rc == MR_OK) rc = wr_putc(w, '}', e);
+        if (rc == MR_OK && w->fmt == WRITER_JSONL) rc = wr_putc(w, '\n', e);
         w->rows++;
     }
-    return MR_OK;
+    free(keys);
+    free(offs);
+    return rc;
 }
 
 /* ---- csv ---- */

@@ -374,9 +374,10 @@ static mr_code gb_assign(const frame_col *const *kc, size_t nk, size_t n, gb_gro
 {
     memset(G, 0, sizeof *G);
     G->n = n;
-    if (n > 0 && !(G->gid = calloc(n, sizeof *G->gid)))
+    if (n > 0 && !(G->gid = malloc(n * sizeof *G->gid)))
         return mr_fail(e, MR_ENOMEM, "group_by: out of memory for %zu rows", n);
     if (nk == 0) {
+        if (n > 0) memset(G->gid, 0, n * sizeof *G->gid);
         uint32_t g;
         return gb_new_group(G, 0, &g, e);   /* one group even for no rows */
     }

@@ -48,7 +48,9 @@ frame *groupby_run(const frame *f, const char *const *keys, size_t nkeys,
 
 /* Exact quantile of v[0..n) by linear interpolation between order statistics:
  * h = (n-1)q, result = x[floor h] + (h - floor h)(x[floor h + 1] - x[floor h]).
- * Reorders v (selection, not a full sort). NaN when n == 0. */
+ * Reorders v (Floyd-Rivest selection of x[floor h], then a min scan for the next order
+ * statistic; expected ~1.5n comparisons, O(n log n) worst case). v must not contain NaN
+ * (group-by drops them first). q is clamped to [0,1]. NaN when n == 0. */
 double groupby_quantile(double *v, size_t n, double q);
 
 /* ---- combiner support ----
@@ -56,7 +58,9 @@ double groupby_quantile(double *v, size_t n, double q);
  * partial frames, concatenated (ops_concat / frame_append_frame, any order of rows),
  * are folded by groupby_merge into exactly what groupby_run would have produced on all
  * the original rows (group order: first appearance in the concatenated partials).
- * The same keys and aggs must be passed to both calls.
+ * The same keys and aggs must be passed to both calls. FIRST in a merge is the first
+ * non-null partial value in row order, so concatenate partials in input order to keep
+ * groupby_run's meaning.
  *
  * Partial frame layout: the key columns (same names and types), then per aggregate:
  *   COUNT            <out>            int64  count

@@ -8,14 +8,12 @@
 #include "../lambda/bootstrap.h"
 #include "../lambda/package.h"
 #include "../lambda/upload.h"
+#include "../connectors/s3.h"
 #include "mr_error.h"
 #include "runner.h"
 
 #define LUAMR_VERSION "0.1.0"
 
-/* Storage backends register their URI schemes at start-up (weak so a build without one
- * still links). */
-void s3_register(void) __attribute__((weak));
 
 typedef struct command {
     const char *name;
@@ -196,7 +194,7 @@ static void main_help(FILE *out)
 
 int main(int argc, char **argv)
 {
-    if (s3_register) s3_register();
+    s3_register();   /* s3:// URIs everywhere a path is taken */
     if (lambda_bootstrap_wanted(argv[0], argc)) return lambda_bootstrap_main();
     if (argc < 2) {
         main_help(stderr);

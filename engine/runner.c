@@ -231,8 +231,6 @@ static void runner_summary(run *r, mr_code code, const mr_err *e)
 
 static void runner_worker_run(void *ud, int task, int attempt, task_result *res);
 
-mr_code lambda_executor_run(const lambda_job *job, mr_err *e) __attribute__((weak));
-
 static int runner_uses_lambda(const run *r)
 {
     const char *ex = r->o->executor ? r->o->executor : r->c->executor;
@@ -257,7 +255,6 @@ static char *runner_event(void *ud, int task)
 
 static mr_code runner_lambda(run *r, int ntasks, int workers, int attempts, mr_err *e)
 {
-    MR_CHECK(lambda_executor_run, e, MR_EINVAL, "this luamr was built without the Lambda executor");
     const char *fn = r->o->function ? r->o->function : r->c->function;
     MR_CHECK(fn && *fn, e, MR_EINVAL,
              "the lambda executor needs a function: --function NAME or compute.function");

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../connectors/s3.h"
 #include "../engine/runner.h"
 #include "../engine/task.h"
 #include "event.h"
@@ -266,6 +267,7 @@ int lambda_bootstrap_main(void)
 {
     boot b = {0};
     b.started = boot_mono();
+    s3_register();   /* a function reads everything from S3; idempotent after main's call */
     b.function = getenv("AWS_LAMBDA_FUNCTION_NAME");
     setvbuf(stdout, NULL, _IOLBF, 0);
     lambda_log_ctx ctx = {NULL, NULL, NULL, b.function};

@@ -5,7 +5,7 @@
  * instead of killing the runtime. Scratch files go to a fresh folder under /tmp (TMPDIR
  * for the task), removed afterwards. Logs are JSON lines on stdout with per-task metrics
  * in CloudWatch Embedded Metric Format.
- * Depends on lambda/runtime, lambda/event, lambda/log and engine/runner.
+ * Depends on lambda/runtime, lambda/event, lambda/log, engine/runner and connectors/s3.
  *
  * LUAMR_LAMBDA_DEADLINE_MARGIN_MS (default 1000): how long before Lambda's deadline a
  * task is stopped. */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../connectors/s3.h"
 #include "../connectors/storage.h"
 #include "../engine/config.h"
 
@@ -125,6 +126,7 @@ static mr_code upload_text(const char *text, const char *uri, mr_err *e)
 mr_code lambda_upload(const char *config_path, const char *prefix, char **config_uri, mr_err *e)
 {
     *config_uri = NULL;
+    s3_register();   /* idempotent; also makes the link pull the S3 connector in */
     config *c = config_load(config_path, e);
     if (!c) return e->code;
     char *own_prefix = NULL;

@@ -4,7 +4,7 @@
  * other path is checked: an absolute local path cannot be read from Lambda (an error naming
  * the field), a relative one will resolve under the prefix (printed). Without --to the
  * prefix is "<intermediate.location>/_job" when that is on S3.
- * Depends on engine/config, connectors/storage and cJSON. */
+ * Depends on engine/config, connectors/storage and connectors/s3, and cJSON. */
 #ifndef LUAMR_LAMBDA_UPLOAD_H
 #define LUAMR_LAMBDA_UPLOAD_H
 

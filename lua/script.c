@@ -770,6 +770,9 @@ static frame *task_result(script *s, const char *kind, const script_task *t, int
     lua_State *L = s->L;
     frame *f;
     if (lframe_get(L, idx)) {
+        if (s->emit_ref != LUA_NOREF)
+            script_log(s, "warn", "rows passed to ctx:emit were dropped: the function returned a "
+                                  "frame (return nil to output the emitted rows)");
         f = lframe_take(L, idx, e);
         if (!f) mr_wrap(e, "%s task %d: ", kind, t->index);
         return f;

@@ -7,7 +7,9 @@
 //     length, half the bytes arrive, then the connection is destroyed).
 //
 //   node tests/s3/faultproxy.js --target PORT [--port N] [--seed S]
-//                               [--slowdown 0.1] [--cut 0.1]
+//                               [--slowdown 0.1] [--cut 0.1] [--bucket-region R]
+// With --bucket-region every request gets what S3 answers when a bucket lives in another
+// region than the one signed for: 301 PermanentRedirect with x-amz-bucket-region: R.
 // Prints "PORT <n>" once listening; exits when stdin closes or on SIGTERM/SIGINT.
 // GET /__faultproxy/stats answers {"requests":..,"slowdowns":..,"cuts":..} (not forwarded).
 'use strict';
@@ -15,7 +17,7 @@
 const http = require('http');
 
 function parseArgs(argv) {
-  const o = { target: 0, port: 0, seed: 1, slowdown: 0.1, cut: 0.1 };
+  const o = { target: 0, port: 0, seed: 1, slowdown: 0.1, cut: 0.1, bucketRegion: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[++i];
@@ -24,6 +26,7 @@ function parseArgs(argv) {
     else if (a === '--seed') o.seed = Number(v);
     else if (a === '--slowdown') o.slowdown = Number(v);
     else if (a === '--cut') o.cut = Number(v);
+    else if (a === '--bucket-region') o.bucketRegion = v;
     else throw new Error(`unknown argument ${a}`);
   }
   if (!o.target) throw new Error('--target PORT is required');
@@ -63,6 +66,25 @@ function slowDown(req, res) {
   });
 }
 
+function wrongRegion(req, res) {
+  req.resume();
+  req.on('end', () => {
+    const body =
+      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PermanentRedirect</Code>' +
+      '<Message>The bucket you are attempting to access must be addressed using the ' +
+      'specified endpoint. Please send all future requests to this endpoint.</Message>' +
+      `<Endpoint>s3.${opts.bucketRegion}.amazonaws.com</Endpoint>` +
+      `<RequestId>REGION${stats.requests}</RequestId></Error>`;
+    res.writeHead(301, {
+      'Content-Type': 'application/xml',
+      'Content-Length': req.method === 'HEAD' ? 0 : Buffer.byteLength(body),
+      'x-amz-bucket-region': opts.bucketRegion,
+      'x-amz-request-id': `REGION${stats.requests}`,
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+}
+
 const server = http.createServer((req, res) => {
   if (req.url === '/__faultproxy/stats') {
     res.writeHead(200, { 'Content-Type': 'application/json' });
@@ -70,6 +92,10 @@ const server = http.createServer((req, res) => {
     return;
   }
   stats.requests++;
+  if (opts.bucketRegion) {
+    wrongRegion(req, res);
+    return;
+  }
   // Both draws happen for every request, so the sequence does not depend on responses.
   const slow = random() < opts.slowdown;
   const cut = random() < opts.cut;

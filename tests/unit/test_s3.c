@@ -33,6 +33,8 @@ static FILE *server_stdin, *proxy_stdin;
 
 static mr_code count_fn(const char *uri, uint64_t size, void *ud);
 static mr_code count_all(const char *uri, uint64_t size, void *ud);
+static pid_t spawn_node(const char *const argv[], FILE **stdin_w, int *port);
+static void stop_node(pid_t pid, FILE *stdin_w);
 
 /* Deterministic bytes: the same (seed, offset) always gives the same byte, so data can be
  * checked at any offset without keeping a copy. */
@@ -533,6 +535,34 @@ START_TEST(test_unreachable_endpoint_retries)
 }
 END_TEST
 
+START_TEST(test_wrong_region_hint)
+{
+    char target[16];
+    snprintf(target, sizeof target, "%d", server_port);
+    const char *src = getenv("LUAMR_SOURCE_DIR");
+    char js[512];
+    snprintf(js, sizeof js, "%s/tests/s3/faultproxy.js", src ? src : ".");
+    const char *argv[] = {"node", js, "--target", target, "--bucket-region", "eu-west-3", NULL};
+    FILE *in = NULL;
+    int port = 0;
+    pid_t pid = spawn_node(argv, &in, &port);
+    ck_assert_int_gt(port, 0);
+    use_endpoint(port);
+    mr_err e = {0};
+    char *got = NULL;
+    size_t len;
+    ck_assert_int_eq(s3_get_object("s3://" BUCKET "/k", &got, &len, 100, &e), MR_EIO);
+    ck_assert_ptr_nonnull(strstr(e.msg, "HTTP 301 PermanentRedirect"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "set AWS_REGION=eu-west-3"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "not us-east-1"));
+    /* HEAD answers carry no body: the header alone gives the region. */
+    ck_assert_int_eq(s3_stat("s3://" BUCKET "/k", NULL, &e), -1);
+    ck_assert_ptr_nonnull(strstr(e.msg, "HeadObject"));
+    ck_assert_ptr_nonnull(strstr(e.msg, "set AWS_REGION=eu-west-3"));
+    stop_node(pid, in);
+}
+END_TEST
+
 /* ---- faults ---- */
 
 START_TEST(test_fault_proxy_byte_identical)
@@ -734,6 +764,7 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, test_no_credentials);
     tcase_add_test(tc, test_profile_credentials);
     tcase_add_test(tc, test_unreachable_endpoint_retries);
+    tcase_add_test(tc, test_wrong_region_hint);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("faults");

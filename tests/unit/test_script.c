@@ -238,6 +238,14 @@ static int str_eq_at(const frame_col *c, size_t i, const char *s)
     return n == strlen(s) && memcmp(p, s, n) == 0;
 }
 
+typedef struct counters { char names[8][32]; double values[8]; int n; } counters;
+static void take_counter(void *ud, const char *name, double v)
+{
+    counters *c = ud;
+    snprintf(c->names[c->n], sizeof c->names[0], "%s", name);
+    c->values[c->n++] = v;
+}
+
 /* ---------------------------------------------------------------- word count */
 
 typedef struct wc { char word[32]; long n; } wc;
@@ -249,19 +257,31 @@ static int wc_cmp(const void *a, const void *b)
     return strcmp(x->word, y->word);
 }
 
-static const char *WORDCOUNT =
-    "return {\n"
-    "  map = function(input, ctx)\n"
-    "    local f = frame.new{ word = \"string\", n = \"int64\" }\n"
-    "    for line in input:lines() do\n"
-    "      for w in line:gmatch(\"%a+\") do f:append{ word = w:lower(), n = 1 } end\n"
-    "    end\n"
-    "    return f:group_by(\"word\"):agg{ n = sum(\"n\") }\n"
-    "  end,\n"
-    "  reduce = function(f, ctx)\n"
-    "    return f:group_by(\"word\"):agg{ n = sum(\"n\") }:sort_by({\"n\", \"desc\"}, \"word\")\n"
-    "  end,\n"
-    "}\n";
+/* tests/data/scripts/NAME in the source tree (CTest sets LUAMR_SOURCE_DIR). */
+static char *example_path(const char *name)
+{
+    const char *src = getenv("LUAMR_SOURCE_DIR");
+    char *p = malloc(4096);
+    if (src) {
+        snprintf(p, 4096, "%s/tests/data/scripts/%s", src, name);
+    } else {   /* run by hand: this file is <src>/tests/unit/test_script.c */
+        snprintf(p, 4096, "%s", __FILE__);
+        char *cut = strstr(p, "tests/unit/");
+        ck_assert_msg(cut != NULL, "set LUAMR_SOURCE_DIR");
+        snprintf(cut, 4096 - (cut - p), "tests/data/scripts/%s", name);
+    }
+    return p;
+}
+
+static script *load_example(const char *name)
+{
+    char *p = example_path(name);
+    mr_err e;
+    script *s = script_create(p, NULL, 0, &e);
+    ck_assert_msg(s != NULL, "loading %s: %s", p, e.msg);
+    free(p);
+    return s;
+}
 
 START_TEST(test_wordcount)
 {
@@ -293,7 +313,7 @@ START_TEST(test_wordcount)
     }
     qsort(counts, nw, sizeof *counts, wc_cmp);
 
-    script *s = load_script("wordcount.lua", WORDCOUNT);
+    script *s = load_example("wordcount.lua");
     ck_assert(script_has(s, "map"));
     ck_assert(script_has(s, "reduce"));
     ck_assert(!script_has(s, "combine"));
@@ -338,6 +358,70 @@ START_TEST(test_lines_counts_records)
     frame_free(f);
     free(in);
     script_free(s);
+}
+END_TEST
+
+START_TEST(test_examples)
+{
+    static const char *const regions[] = {"north", "south", "east"};
+    char csv[8192], txt[4096];
+    size_t n = snprintf(csv, sizeof csv, "region,amount,name,qty\n");
+    double total[3] = {0};
+    long orders[3] = {0}, qty_sum[3] = {0}, qty_orders[3] = {0}, skipped = 0;
+    lcg_state = 99;
+    for (int i = 0; i < 120; i++) {
+        int r = rnd() % 3, amount = (int)(rnd() % 50) - 5, qty = rnd() % 5;
+        n += snprintf(csv + n, sizeof csv - n, "%s,%d,%s,%d\n", regions[r], amount, regions[r], qty);
+        if (amount > 0) { total[r] += amount; orders[r]++; }
+        if (qty >= 2) { qty_sum[r] += qty; qty_orders[r]++; } else skipped++;
+    }
+    capture c;
+    mr_err e;
+
+    script *s = load_example("csv_stats.lua");
+    frame *m = run_map(s, csv, "csv", &c);
+    frame *f = reduce_ok(s, m);
+    ck_assert_uint_eq(frame_nrows(f), 3);
+    for (size_t i = 0; i < 3; i++) {
+        int r;
+        for (r = 0; r < 3 && !str_eq_at(col(f, "region"), i, regions[r]); r++) {}
+        ck_assert_int_lt(r, 3);
+        ck_assert_double_eq(frame_col_num(col(f, "total"), i), total[r]);
+        ck_assert_int_eq(i64_at(f, "orders", i), orders[r]);
+        if (i > 0) ck_assert(frame_col_num(col(f, "total"), i) <= frame_col_num(col(f, "total"), i - 1));
+    }
+    frame_free(m); frame_free(f); script_free(s);
+
+    s = load_example("emit_records.lua");
+    m = run_map(s, csv, "csv", &c);
+    counters cs = {0};
+    script_drain_counters(s, take_counter, &cs);
+    ck_assert_int_eq(cs.n, 1);
+    ck_assert_double_eq(cs.values[0], skipped);
+    f = reduce_ok(s, m);
+    ck_assert_uint_eq(frame_nrows(f), 3);
+    static const int by_name[] = {2, 0, 1};   /* east, north, south */
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert(str_eq_at(col(f, "name"), i, regions[by_name[i]]));
+        ck_assert_int_eq(i64_at(f, "qty", i), qty_sum[by_name[i]]);
+        ck_assert_int_eq(i64_at(f, "orders", i), qty_orders[by_name[i]]);
+    }
+    frame_free(m); frame_free(f); script_free(s);
+
+    s = load_example("join_lookup.lua");
+    snprintf(txt, sizeof txt, "en one\nde zwei\nEN two\nxx ?\nfr un\nen three\n\n");
+    m = run_map(s, txt, "lines", &c);
+    f = run_reduce(s, m, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    static const char *const codes[] = {"en", "de", "fr", "xx"}, *const langs[] = {"English", "German", "French", NULL};
+    static const int counts[] = {3, 1, 1, 1};
+    ck_assert_uint_eq(frame_nrows(f), 4);
+    for (size_t i = 0; i < 4; i++) {
+        ck_assert(str_eq_at(col(f, "code"), i, codes[i]));
+        ck_assert_int_eq(i64_at(f, "n", i), counts[i]);
+        ck_assert(str_eq_at(col(f, "language"), i, langs[i]));
+    }
+    frame_free(m); frame_free(f); script_free(s);
 }
 END_TEST
 
@@ -691,13 +775,13 @@ START_TEST(test_group_by_agg)
         "return { reduce = function(f)\n"
         "  return f:group_by('k'):agg{ n = count(), s = sum('g'), m = mean('x'), lo = min('x'),\n"
         "    hi = max('g'), nd = count_distinct('g'), fx = first('x'), med = median('x'),\n"
-        "    q9 = quantile('x', 0.9), cx = count('x') }\n"
+        "    q9 = quantile('x', 0.9), cx = count('x'), aq = approx_quantile('x', 0.9) }\n"
         "end }\n");
     frame *in = make_frame(NROWS);
     frame *f = reduce_ok(s, in);
-    static const char *const order[] = {"k", "n", "s", "m", "lo", "hi", "nd", "fx", "med", "q9", "cx"};
-    ck_assert_uint_eq(frame_ncols(f), 11);
-    for (size_t c = 0; c < 11; c++) ck_assert_str_eq(frame_col_at(f, c)->name, order[c]);
+    static const char *const order[] = {"k", "n", "s", "m", "lo", "hi", "nd", "fx", "med", "q9", "cx", "aq"};
+    ck_assert_uint_eq(frame_ncols(f), 12);
+    for (size_t c = 0; c < 12; c++) ck_assert_str_eq(frame_col_at(f, c)->name, order[c]);
     const frame_col *k = col(in, "k"), *g = col(in, "g"), *x = col(in, "x");
     size_t ngroups = 0;
     for (size_t i = 0; i < NROWS; i++) {
@@ -736,6 +820,8 @@ START_TEST(test_group_by_agg)
         double med = quantile_of(xs, cx, 0.5), q9 = quantile_of(xs, cx, 0.9);
         ck_assert_double_eq_tol(frame_col_num(col(f, "med"), r), med, 1e-9);
         ck_assert_double_eq_tol(frame_col_num(col(f, "q9"), r), q9, 1e-9);
+        /* a sketch: near the exact value (x spans 0..10) */
+        ck_assert_double_eq_tol(frame_col_num(col(f, "aq"), r), q9, 0.5);
     }
     ck_assert_uint_eq(frame_nrows(f), ngroups);
     frame_free(f);
@@ -842,14 +928,6 @@ START_TEST(test_borrowed_input_copy_on_write)
 END_TEST
 
 /* ---------------------------------------------------------------- ctx */
-
-typedef struct counters { char names[8][32]; double values[8]; int n; } counters;
-static void take_counter(void *ud, const char *name, double v)
-{
-    counters *c = ud;
-    snprintf(c->names[c->n], sizeof c->names[0], "%s", name);
-    c->values[c->n++] = v;
-}
 
 START_TEST(test_ctx)
 {
@@ -1290,7 +1368,7 @@ static Suite *script_suite(void)
 {
     Suite *s = suite_create("script");
     struct { const char *name; const TTest *tests[12]; } cases[] = {
-        {"wordcount", {test_wordcount, test_lines_counts_records}},
+        {"wordcount", {test_wordcount, test_lines_counts_records, test_examples}},
         {"frame_build", {test_append_schema_evolution, test_append_type_error, test_new_and_from_rows,
                          test_accessors_roundtrip, test_shape_and_format}},
         {"frame_ops", {test_head_select_concat, test_filter, test_with_column, test_sort_by,

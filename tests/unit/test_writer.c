@@ -209,6 +209,14 @@ START_TEST(test_json_document)
     frame_col_push_str(s, "bad \xff\xfe utf8 \xc3", 13);
     frame_col_push_str(s, "ctl \x01\x1f \\ \"", 10);
     frame_col_push_str(s, "\xed\xa0\x80", 3);   /* a UTF-16 surrogate: not UTF-8 */
+    /* long enough to be escaped in several chunks, multi-byte characters across them */
+    char *longs = malloc(30000);
+    size_t ln = 0;
+    for (int k = 0; ln + 8 < 30000; k++) {
+        memcpy(longs + ln, k % 5 == 0 ? "\x02" : "\xe2\x82\xac", k % 5 == 0 ? 1 : 3);
+        ln += k % 5 == 0 ? 1 : 3;
+    }
+    frame_col_push_str(s, longs, ln);
 
     ck_assert_int_eq(writer_write_frame(f, path_in("out/a.json"), WRITER_JSON, 0, &e), MR_OK);
     ck_assert_int_eq(writer_write_frame(g, path_in("g.json"), WRITER_JSON, 0, &e), MR_OK);
@@ -252,6 +260,9 @@ START_TEST(test_json_document)
     ck_assert_ptr_nonnull(strstr(text, "\\u0001\\u001f \\\\ \\\""));
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(doc, 2), "s")->valuestring,
                      "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    const char *back = cJSON_GetObjectItem(cJSON_GetArrayItem(doc, 3), "s")->valuestring;
+    ck_assert(strlen(back) == ln && memcmp(back, longs, ln) == 0);
+    free(longs);
     cJSON_Delete(doc);
     free(text);
 
