@@ -11,14 +11,15 @@
  * needs it (int64 -> float64, anything -> string). JSON lines carry their own types, so
  * their columns are typed by the first value and promoted the same way.
  *
- * Byte-range splits: a split opened at range_start > 0 starts after the first '\n' at or
+ * Byte-range splits: a split opened at range_start > 0 starts at the first record start
  * after range_start - 1, and ends with the record that starts before range_end (that
- * record is read to its end, past range_end). For CSV a '\n' inside a quoted field looks
- * like a record start; so at a split start the reader takes the first line start whose
- * record parses cleanly (no stray quote, the expected field count when it is known from
- * the header or schema), trying up to RD_RESYNC_LINES candidates. A quoted field whose
- * tail itself looks like a whole row can still fool it: use one split per file for CSV
- * with embedded newlines in quoted fields. Line numbers are unknown (0) inside a split. */
+ * record is read to its end, past range_end). For lines and JSON lines a record starts
+ * after every '\n'. For CSV a '\n' inside a quoted field is no record start, and the
+ * split cannot see the quotes before it; so it tries each parser state the byte before
+ * range_start could be in (see rd_csv_resync) and keeps the one the data does not
+ * contradict. Valid RFC 4180 input contradicts a wrong guess at its first quote, so in
+ * practice every record is read by exactly one split; input that never contradicts
+ * either guess falls back to "outside quotes". Line numbers are 0 inside a split. */
 #define _GNU_SOURCE
 #include "reader.h"
 
@@ -36,7 +37,6 @@
 #define RD_INFER_ROWS 10000
 #define RD_INFER_BYTES ((size_t)32 << 20)
 #define RD_RAW_PREFIX 256
-#define RD_RESYNC_LINES 64
 
 enum { CELL_NULL, CELL_TEXT, CELL_QTEXT, CELL_JNUM, CELL_JBOOL, CELL_JSTR, CELL_JRAW };
 #define RD_TYPE_NONE (-1)
@@ -385,7 +385,7 @@ static size_t rd_csv_scan(reader *r, const char *p, const char *end, int eof, si
     r->anomaly = NULL;
     r->any_esc = 0;
     /* Most rows hold no quote: find the line end with memchr, then cut at delimiters. */
-    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *nl = p < end ? memchr(p, '\n', (size_t)(end - p)) : NULL;
     if (nl && !memchr(p, '"', (size_t)(nl - p))) {
         const char *lend = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
         for (;;) {
@@ -662,35 +662,100 @@ static mr_code rd_read_header_elsewhere(reader *r, mr_err *e)
     return rc;
 }
 
-/* At a split start inside a CSV file: moves to the first line start from which a record
- * parses cleanly (see the file comment). */
+/* CSV split start. The byte before range_start may lie outside quotes, inside a quoted
+ * field, or just after a quote inside one; each guess is a parser state. All guesses
+ * run over the window (1 MiB) at once; a guess dies on what RFC 4180 cannot hold (text
+ * after a closing quote, a quote inside an unquoted field, a row whose field count
+ * differs from the header's). The first record start of the survivor (a '\n' outside
+ * quotes) is where the split begins; with several survivors, "outside" wins. */
+static int rd_skip_first_line(reader *r, mr_err *e);
+
+enum { RD_H_START, RD_H_UNQ, RD_H_Q, RD_H_QQ };
+
+typedef struct rd_guess {
+    int state, dead;
+    size_t first;     /* window position of the first record start, SIZE_MAX if none */
+    size_t fields;    /* delimiters seen in the current record */
+} rd_guess;
+
+static void rd_guess_boundary(const reader *r, rd_guess *g, size_t pos)
+{
+    int empty_line = g->state == RD_H_START && g->fields == 0;
+    if (g->first == SIZE_MAX) g->first = pos + 1;
+    else if (r->names && !empty_line && g->fields + 1 != r->ncols) g->dead = 1;
+    g->fields = 0;
+    g->state = RD_H_START;
+}
+
+static void rd_guess_step(const reader *r, rd_guess *g, char c, size_t pos)
+{
+    if (g->dead) return;
+    switch (g->state) {
+    case RD_H_START:
+        if (c == '"') g->state = RD_H_Q;
+        else if (c == r->delim) g->fields++;
+        else if (c == '\n') rd_guess_boundary(r, g, pos);
+        else g->state = RD_H_UNQ;
+        break;
+    case RD_H_UNQ:
+        if (c == r->delim) {
+            g->fields++;
+            g->state = RD_H_START;
+        } else if (c == '\n') {
+            rd_guess_boundary(r, g, pos);
+        } else if (c == '"') {
+            g->dead = 1;
+        }
+        break;
+    case RD_H_Q:
+        if (c == '"') g->state = RD_H_QQ;
+        break;
+    default:   /* RD_H_QQ: the quote just seen escapes or closes */
+        if (c == '"') {
+            g->state = RD_H_Q;
+        } else if (c == r->delim) {
+            g->fields++;
+            g->state = RD_H_START;
+        } else if (c == '\n') {
+            rd_guess_boundary(r, g, pos);
+        } else if (c != '\r') {
+            g->dead = 1;
+        }
+        break;
+    }
+}
+
 static int rd_csv_resync(reader *r, mr_err *e)
 {
-    for (int attempt = 0; attempt < RD_RESYNC_LINES; attempt++) {
-        const char *p = r->win + r->wpos, *end = r->win + r->wlen;
-        if (p == end && r->eof) return 0;
-        if (r->o.range_end && rd_pos_offset(r, r->wpos) >= r->o.range_end) return 0;
-        size_t raw_len;
-        size_t used = rd_csv_scan(r, p, end, r->eof, &raw_len);
-        if (used == RD_SCAN_NOMEM) {
-            mr_fail(e, MR_ENOMEM, "%s: out of memory", r->uri);
-            return -1;
+    while (r->wlen - r->wpos < RD_CHUNK / 2 && !r->eof)
+        if (rd_refill(r, e) < 0) return -1;
+    rd_guess g[3] = {{RD_H_START, 0, SIZE_MAX, 0}, {RD_H_Q, 0, SIZE_MAX, 0}, {RD_H_QQ, 0, SIZE_MAX, 0}};
+    for (size_t pos = r->wpos; pos < r->wlen; pos++) {
+        char c = r->win[pos];
+        int alive = 0, found = 1;
+        for (int k = 0; k < 3; k++) {
+            rd_guess_step(r, &g[k], c, pos);
+            alive += !g[k].dead;
+            if (!g[k].dead) found = g[k].first != SIZE_MAX;
         }
-        if (used == RD_SCAN_MORE) {
-            if (rd_refill(r, e) < 0) return -1;
-            attempt--;
-            continue;
+        if (alive == 0 || (alive == 1 && found)) break;
+        /* Guesses in the same state with the same first record agree from here on. */
+        int agree = 1;
+        rd_guess *ref = NULL;
+        for (int k = 0; k < 3 && agree; k++) {
+            if (g[k].dead) continue;
+            if (!ref) ref = &g[k];
+            else agree = g[k].state == ref->state && g[k].first == ref->first && g[k].first != SIZE_MAX;
         }
-        int clean = !r->anomaly && (!r->names || r->nf == r->ncols);
-        /* A stray quote inside an unquoted field also means we started inside quotes. */
-        for (size_t i = 0; clean && i < r->nf; i++)
-            clean = r->fq[i] != 0 || memchr(r->fptr[i], '"', r->flen[i]) == NULL;
-        if (clean) return 1;
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl) return 1;   /* no other candidate */
-        r->wpos += (size_t)(nl + 1 - p);
+        if (agree) break;
     }
-    return 1;
+    for (int k = 0; k < 3; k++) {
+        if (g[k].dead || g[k].first == SIZE_MAX) continue;
+        r->wpos = g[k].first;
+        return 1;
+    }
+    /* No evidence either way (e.g. a record longer than the window): line-based start. */
+    return rd_skip_first_line(r, e);
 }
 
 /* ------------------------------------------------------------------- open ---- */
@@ -776,20 +841,25 @@ static mr_code rd_open_stream(reader *r, mr_err *e)
     r->abs_base = start - 1;
     r->win_off = start - 1;
     r->line = 0;
+    return MR_OK;
+}
+
+/* Line-based split start: just past the first '\n' at or after range_start - 1. */
+static int rd_skip_first_line(reader *r, mr_err *e)
+{
     for (;;) {
         if (r->wpos == r->wlen) {
-            if (r->eof) break;
-            if (rd_refill(r, e) < 0) return e ? e->code : MR_EIO;
+            if (r->eof) return 0;
+            if (rd_refill(r, e) < 0) return -1;
             continue;
         }
         const char *nl = memchr(r->win + r->wpos, '\n', r->wlen - r->wpos);
         if (nl) {
             r->wpos = (size_t)(nl + 1 - r->win);
-            break;
+            return 1;
         }
         r->wpos = r->wlen;
     }
-    return MR_OK;
 }
 
 reader *reader_open(const char *uri, const reader_opts *o, reader_bad_fn on_bad, void *ud,
@@ -798,6 +868,7 @@ reader *reader_open(const char *uri, const reader_opts *o, reader_bad_fn on_bad,
     reader *r = calloc(1, sizeof *r);
     MR_CHECK_NULL(r, e, MR_ENOMEM, "out of memory opening %s", uri);
     r->uri = strdup(uri);
+    r->win = "";   /* never NULL: pointer arithmetic on it is always defined */
     if (o) r->o = *o;
     else reader_opts_init(&r->o);
     r->on_bad = on_bad;
@@ -805,7 +876,10 @@ reader *reader_open(const char *uri, const reader_opts *o, reader_bad_fn on_bad,
     r->delim = r->o.delimiter ? r->o.delimiter : ',';
     if (!r->uri || rd_copy_schema(r, o ? o : &r->o, e) != MR_OK) goto fail;
     if (rd_open_stream(r, e) != MR_OK) goto fail;
-    if (r->o.format != READER_CSV) return r;
+    if (r->o.format != READER_CSV) {
+        if (r->o.range_start > 0 && rd_skip_first_line(r, e) < 0) goto fail;
+        return r;
+    }
 
     if (r->o.header) {
         if (r->o.range_start == 0) {

@@ -55,6 +55,11 @@ enum { FILTER_NONE = 0, FILTER_SHUFFLE = 1 };
  * or stored on its own: the sign/exponent planes of doubles compress, the low mantissa
  * planes do not, and storing those raw is what keeps a float column cheap to write. */
 #define PLANE_MIN_ROWS 4096
+/* Frames smaller than this (or than the group size) are collected per partition and
+ * written as one group: a shuffle that adds a few rows per reducer per batch would otherwise
+ * produce groups whose headers outweigh their data. PENDING_MAX bounds what is held. */
+#define COALESCE_ROWS ((size_t)1 << 16)
+#define PENDING_MAX ((size_t)64 << 20)
 /* Dictionary encoding of strings is abandoned past this many distinct values. */
 #define DICT_MAX 65536
 
@@ -182,6 +187,9 @@ struct imf_writer {
     int failed, closed;
     frame *schema;             /* NULL until the first add */
     int *colmap;               /* schema column -> column of the frame being added */
+    frame **pending;           /* per partition: small frames collected, schema order */
+    size_t *pending_mem;
+    size_t npending, pending_bytes;
     uint64_t off, raw_bytes;
     group_ent *groups;
     size_t ngroups, groups_cap;
@@ -570,8 +578,9 @@ static size_t group_end(const imf_writer *w, const frame *f, size_t s, size_t nr
     return end;
 }
 
-static mr_code write_group(imf_writer *w, const frame *f, size_t s, size_t n, int partition,
-                           mr_err *e)
+/* colmap: schema column j is column colmap[j] of f; NULL when f is in schema order. */
+static mr_code write_group(imf_writer *w, const frame *f, const int *colmap, size_t s,
+                           size_t n, int partition, mr_err *e)
 {
     if (w->ngroups == w->groups_cap) {
         size_t ncap = w->groups_cap ? w->groups_cap * 2 : 64;
@@ -590,13 +599,43 @@ static mr_code write_group(imf_writer *w, const frame *f, size_t s, size_t n, in
     put_u32(hdr + 20, crc32_of(0, hdr, 20));
     MR_TRY(wwrite(w, hdr, sizeof hdr, e));
     for (size_t j = 0; j < ncols; j++) {
-        mr_code rc = write_column(w, frame_col_at(f, (size_t)w->colmap[j]), s, n, e);
+        mr_code rc = write_column(w, frame_col_at(f, colmap ? (size_t)colmap[j] : j), s, n, e);
         if (rc != MR_OK) {
             w->failed = 1;
             return rc;
         }
     }
     w->groups[w->ngroups++] = (group_ent){start, w->off - start, n, (uint32_t)partition};
+    return MR_OK;
+}
+
+static mr_code write_rows(imf_writer *w, const frame *f, const int *colmap, int partition,
+                          mr_err *e)
+{
+    size_t nrows = frame_nrows(f);
+    for (size_t s = 0; s < nrows;) {
+        size_t end = group_end(w, f, s, nrows);
+        MR_TRY(write_group(w, f, colmap, s, end - s, partition, e));
+        s = end;
+    }
+    return MR_OK;
+}
+
+static mr_code flush_pending(imf_writer *w, int partition, mr_err *e)
+{
+    if ((size_t)partition >= w->npending || !w->pending[partition]) return MR_OK;
+    frame *f = w->pending[partition];
+    w->pending[partition] = NULL;
+    w->pending_bytes -= w->pending_mem[partition];
+    w->pending_mem[partition] = 0;
+    mr_code rc = write_rows(w, f, NULL, partition, e);
+    frame_free(f);
+    return rc;
+}
+
+static mr_code flush_all_pending(imf_writer *w, mr_err *e)
+{
+    for (size_t p = 0; p < w->npending; p++) MR_TRY(flush_pending(w, (int)p, e));
     return MR_OK;
 }
 
@@ -612,12 +651,32 @@ mr_code imf_writer_add(imf_writer *w, const frame *f, int partition, mr_err *e)
     MR_TRY(bind_schema(w, f, e));
     if (partition > w->max_part) w->max_part = partition;
     size_t nrows = frame_nrows(f);
-    for (size_t s = 0; s < nrows;) {
-        size_t end = group_end(w, f, s, nrows);
-        MR_TRY(write_group(w, f, s, end - s, partition, e));
-        s = end;
+    size_t small = w->group_rows < COALESCE_ROWS ? w->group_rows : COALESCE_ROWS;
+    if (nrows == 0) return MR_OK;
+    if (nrows >= small) {
+        MR_TRY(flush_pending(w, partition, e));   /* rows of a partition stay in order */
+        return write_rows(w, f, w->colmap, partition, e);
     }
-    return MR_OK;
+    if ((size_t)partition >= w->npending) {
+        size_t ncap = w->npending ? w->npending : 8;
+        while (ncap <= (size_t)partition) ncap *= 2;
+        frame **pf = realloc(w->pending, ncap * sizeof *pf);
+        if (pf) w->pending = pf;
+        size_t *pm = pf ? realloc(w->pending_mem, ncap * sizeof *pm) : NULL;
+        MR_CHECK(pf && pm, e, MR_ENOMEM, "imf %s: out of memory", w->path);
+        w->pending_mem = pm;
+        memset(pf + w->npending, 0, (ncap - w->npending) * sizeof *pf);
+        memset(pm + w->npending, 0, (ncap - w->npending) * sizeof *pm);
+        w->npending = ncap;
+    }
+    frame **pp = &w->pending[partition];
+    if (!*pp && !(*pp = frame_empty_like(w->schema, e))) return e ? e->code : MR_ENOMEM;
+    MR_TRY(frame_append_frame(*pp, f, e));
+    size_t mem = frame_mem_bytes(*pp);
+    w->pending_bytes += mem - w->pending_mem[partition];
+    w->pending_mem[partition] = mem;
+    if (frame_nrows(*pp) >= small) return flush_pending(w, partition, e);
+    return w->pending_bytes > PENDING_MAX ? flush_all_pending(w, e) : MR_OK;
 }
 
 static mr_code write_footer(imf_writer *w, mr_err *e)
@@ -661,6 +720,7 @@ mr_code imf_writer_close(imf_writer *w, mr_err *e)
         if (!w->schema) rc = mr_fail(e, MR_ENOMEM, "imf %s: out of memory", w->path);
         if (rc == MR_OK) rc = write_header(w, e);
     }
+    if (rc == MR_OK) rc = flush_all_pending(w, e);
     if (rc == MR_OK) rc = write_footer(w, e);
     FILE *fp = w->fp;
     w->fp = NULL;
@@ -684,6 +744,9 @@ void imf_writer_free(imf_writer *w)
     if (w->comp) libdeflate_free_compressor(w->comp);
     frame_free(w->schema);
     free(w->colmap);
+    for (size_t p = 0; p < w->npending; p++) frame_free(w->pending[p]);
+    free(w->pending);
+    free(w->pending_mem);
     free(w->groups);
     free(w->enc.p);
     free(w->dict_bytes.p);

@@ -52,8 +52,11 @@ mr_code imf_writer_set_group_rows(imf_writer *w, size_t rows, mr_err *e);
 mr_code imf_writer_set_nparts(imf_writer *w, int nparts, mr_err *e);
 /* Appends all rows of f to partition (0 <= partition < IMF_MAX_PARTS), cut into row groups.
  * The first frame fixes the schema; later frames must have the same column names and types
- * (any order), else MR_EINVAL naming the column. A frame with no rows still fixes the
- * schema and counts its partition. */
+ * (any order), else MR_EINVAL naming the column (the writer stays usable). A frame with no
+ * rows still fixes the schema and counts its partition. Small frames (under 64K rows or the
+ * group size) are copied into a per-partition buffer (at most 64 MB in all) and written as
+ * one group when it fills or at close, so many small adds do not make tiny groups. Rows of
+ * one partition are read back in the order they were added. */
 mr_code imf_writer_add(imf_writer *w, const frame *f, int partition, mr_err *e);
 /* Writes the footer and renames the temporary file into place. After a failed close the
  * temporary is removed. Either way only imf_writer_free remains to be called. */

@@ -246,13 +246,13 @@ START_TEST(test_empty_frames)
     }
     frame_free(g);
 
-    /* Empty frames between real ones add no groups. */
+    /* Empty frames between real ones add no groups; the small ones share one. */
     frame *a = make_frame(10, 0), *b = make_frame(13, 10), *both = frame_clone(a, &e);
     ck_assert_int_eq(frame_append_frame(both, b, &e), MR_OK);
     frame *seq[] = {f, a, f, b, f};
     write_frames(tpath("mix.imf"), 1, 0, seq, NULL, 5);
     r = imf_reader_open(tpath("mix.imf"), &e);
-    ck_assert_uint_eq(imf_reader_ngroups(r), 2);
+    ck_assert_uint_eq(imf_reader_ngroups(r), 1);
     imf_reader_free(r);
     g = read_ok(tpath("mix.imf"), -1);
     assert_frames_equal(both, g);
@@ -415,6 +415,43 @@ START_TEST(test_partitions)
     imf_reader_free(r);
     for (int p = 0; p < DECLARED; p++) frame_free(want[p]);
     for (int k = 0; k < NF; k++) frame_free(src[k]);
+    remove_tmpdir();
+}
+END_TEST
+
+/* Many tiny adds (a shuffle emitting a few rows per reducer) are coalesced into few
+ * groups, per partition, with row order kept; a large add flushes its partition first. */
+START_TEST(test_small_frames_coalesced)
+{
+    make_tmpdir();
+    mr_err e = {0};
+    enum { R = 3, ADDS = 300 };
+    frame *want[R], *proto = make_frame(0, 0);
+    for (int p = 0; p < R; p++) want[p] = frame_empty_like(proto, &e);
+    imf_writer *w = imf_writer_open(tpath("c.imf"), 1, &e);
+    for (int k = 0; k < ADDS; k++) {
+        frame *f = make_frame(1 + (size_t)k % 5, 100 * k);
+        int p = k % R;
+        ck_assert_int_eq(imf_writer_add(w, f, p, &e), MR_OK);
+        ck_assert_int_eq(frame_append_frame(want[p], f, &e), MR_OK);
+        frame_free(f);
+    }
+    frame *big = make_frame(70000, 7);   /* direct write, after partition 1's pending rows */
+    ck_assert_int_eq(imf_writer_add(w, big, 1, &e), MR_OK);
+    ck_assert_int_eq(frame_append_frame(want[1], big, &e), MR_OK);
+    ck_assert_int_eq(imf_writer_close(w, &e), MR_OK);
+    imf_writer_free(w);
+    imf_reader *r = imf_reader_open(tpath("c.imf"), &e);
+    ck_assert_uint_le(imf_reader_ngroups(r), R + 2);
+    imf_reader_free(r);
+    for (int p = 0; p < R; p++) {
+        frame *g = read_ok(tpath("c.imf"), p);
+        assert_frames_equal(want[p], g);
+        frame_free(g);
+        frame_free(want[p]);
+    }
+    frame_free(big);
+    frame_free(proto);
     remove_tmpdir();
 }
 END_TEST
@@ -742,6 +779,7 @@ static void suite_cases(Suite *s)
     suite_add_tcase(s, tc);
     tc = tcase_create("partitions");
     tcase_add_test(tc, test_partitions);
+    tcase_add_test(tc, test_small_frames_coalesced);
     suite_add_tcase(s, tc);
     tc = tcase_create("writer");
     tcase_add_test(tc, test_schema_rules);

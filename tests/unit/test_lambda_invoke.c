@@ -78,6 +78,7 @@ static void record_handler(testsrv *srv, const testsrv_request *r, testsrv_reply
 {
     seen *s = srv->ud;
     pthread_mutex_lock(&srv->mu);
+    free(s->req.body);   /* the previous request's, when a test makes several */
     s->req = *r;
     s->req.body = strdup(r->body);
     testsrv_header(r, "Authorization", s->auth, sizeof s->auth);
