@@ -747,7 +747,11 @@ static int rd_csv_resync(reader *r, mr_err *e)
             if (!ref) ref = &g[k];
             else agree = g[k].state == ref->state && g[k].first == ref->first && g[k].first != SIZE_MAX;
         }
-        if (agree) break;
+        if (alive >= 2 && agree) break;
+        /* At the end of the input a guess still inside quotes left a quote open. */
+        if (pos + 1 == r->wlen && r->eof)
+            for (int k = 0; k < 3; k++)
+                if (!g[k].dead && g[k].state == RD_H_Q && alive > 1) g[k].dead = 1, alive--;
     }
     for (int k = 0; k < 3; k++) {
         if (g[k].dead || g[k].first == SIZE_MAX) continue;

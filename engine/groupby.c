@@ -132,22 +132,40 @@ static inline int gb_bytes_eq(const char *a, const char *b, size_t n)
     return memcmp(a, b, n) == 0;
 }
 
-/* Compact slots (8 bytes) keep a 1000-key table in L1: a 32-bit hash tag and the group.
- * The key bytes, lengths and full hashes live in per-group arrays, touched on a tag hit
- * (almost always a true hit) and when the table doubles. */
+/* String keys: 16-byte slots (32-bit hash tag, group, offset) pointing into a private
+ * arena of the distinct keys stored as [u32 length][bytes]. A hit touches the slot and
+ * one arena line; with few keys both stay in L1/L2, with millions of keys a lookup costs
+ * two cache misses (going through the frame's arena or per-group arrays cost four). */
 typedef struct gb_tslot {
     uint32_t tag;
     uint32_t g;
+    uint64_t off;
 } gb_tslot;
 
-typedef struct gb_strkeys {
-    const char **ptr;
-    uint32_t *len;
-    uint64_t *hash;
-    size_t cap;
-} gb_strkeys;
+typedef struct gb_keyarena {
+    char *p;
+    size_t len, cap;
+} gb_keyarena;
 
-static mr_code gb_tslot_grow(gb_tslot **slots, size_t *cap, const uint64_t *ghash, mr_err *e)
+static mr_code gb_keyarena_add(gb_keyarena *a, const char *s, uint32_t n, uint64_t *off, mr_err *e)
+{
+    size_t need = a->len + 4 + n;
+    if (need > a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16384;
+        while (cap < need) cap *= 2;
+        char *np = realloc(a->p, cap);
+        if (!np) return mr_fail(e, MR_ENOMEM, "group_by: out of memory for %zu bytes of keys", cap);
+        a->p = np;
+        a->cap = cap;
+    }
+    *off = a->len;
+    memcpy(a->p + a->len, &n, 4);
+    if (n) memcpy(a->p + a->len + 4, s, n);
+    a->len = need;
+    return MR_OK;
+}
+
+static mr_code gb_tslot_grow(gb_tslot **slots, size_t *cap, const gb_keyarena *a, mr_err *e)
 {
     size_t ncap = *cap * 2, mask = ncap - 1;
     gb_tslot *ns = malloc(ncap * sizeof *ns);
@@ -156,7 +174,9 @@ static mr_code gb_tslot_grow(gb_tslot **slots, size_t *cap, const uint64_t *ghas
     for (size_t i = 0; i < *cap; i++) {
         gb_tslot s = (*slots)[i];
         if (s.g == GB_EMPTY) continue;
-        size_t idx = ghash[s.g] & mask;
+        uint32_t n;
+        memcpy(&n, a->p + s.off, 4);
+        size_t idx = gb_hash_bytes(a->p + s.off + 4, n) & mask;
         while (ns[idx].g != GB_EMPTY) idx = (idx + 1) & mask;
         ns[idx] = s;
     }
@@ -166,78 +186,78 @@ static mr_code gb_tslot_grow(gb_tslot **slots, size_t *cap, const uint64_t *ghas
     return MR_OK;
 }
 
-static mr_code gb_strkeys_push(gb_strkeys *k, uint32_t g, const char *p, uint32_t len, uint64_t h,
-                               mr_err *e)
-{
-    if (g >= k->cap) {
-        size_t cap = k->cap ? k->cap * 2 : 1024;
-        const char **np = realloc(k->ptr, cap * sizeof *np);
-        if (np) k->ptr = np;
-        uint32_t *nl = realloc(k->len, cap * sizeof *nl);
-        if (nl) k->len = nl;
-        uint64_t *nh = realloc(k->hash, cap * sizeof *nh);
-        if (nh) k->hash = nh;
-        if (!np || !nl || !nh) return mr_fail(e, MR_ENOMEM, "group_by: out of memory for %zu keys", cap);
-        k->cap = cap;
-    }
-    k->ptr[g] = p;
-    k->len[g] = len;
-    k->hash[g] = h;
-    return MR_OK;
-}
+#define GB_BATCH 32
 
-/* Fast path: one string key. */
+/* Fast path: one string key. Rows go in batches: hash all and prefetch their slots, then
+ * prefetch the keys those slots point to, then probe. With millions of keys each row
+ * needs two dependent cache misses, and the batches let them overlap across rows
+ * (measured 3.8 s -> see report for 10M rows / 1M keys); with few keys the prefetches
+ * hit cache and cost little. The prefetch stages only read, so groups inserted while
+ * probing cannot make them wrong, only less useful. */
 static mr_code gb_assign_str(const frame_col *c, gb_groups *G, mr_err *e)
 {
     size_t cap = gb_initial_slots(G->n), used = 0;
     gb_tslot *slots = malloc(cap * sizeof *slots);
     if (!slots) return mr_fail(e, MR_ENOMEM, "group_by: out of memory");
     for (size_t i = 0; i < cap; i++) slots[i].g = GB_EMPTY;
-    gb_strkeys keys = {0};
+    gb_keyarena keys = {0};
     uint32_t null_gid = GB_EMPTY;
     const int64_t *offs = c->v.offs;
     const char *arena = c->arena;
+    uint64_t hb[GB_BATCH];
     mr_code rc = MR_OK;
-    for (size_t i = 0; i < G->n; i++) {
-        if (c->nulls && c->nulls[i]) {
-            if (null_gid == GB_EMPTY) {
-                if ((rc = gb_new_group(G, i, &null_gid, e)) != MR_OK) break;
-                /* The null group never matches a probe: its length is impossible. */
-                if ((rc = gb_strkeys_push(&keys, null_gid, NULL, UINT32_MAX, 0, e)) != MR_OK) break;
-            }
-            G->gid[i] = null_gid;
-            continue;
+    for (size_t base = 0; base < G->n; base += GB_BATCH) {
+        size_t end = base + GB_BATCH < G->n ? base + GB_BATCH : G->n;
+        size_t mask = cap - 1;
+        for (size_t i = base; i < end; i++) {
+            hb[i - base] = gb_hash_bytes(arena + offs[i], (size_t)(offs[i + 1] - offs[i]));
+            __builtin_prefetch(&slots[hb[i - base] & mask]);
         }
-        const char *p = arena + offs[i];
-        uint32_t len = (uint32_t)(offs[i + 1] - offs[i]);
-        uint64_t h = gb_hash_bytes(p, len);
-        uint32_t tag = (uint32_t)(h >> 32);
-        size_t mask = cap - 1, idx = h & mask;
-        uint32_t g;
-        for (;;) {
-            gb_tslot *s = &slots[idx];
-            if (s->g == GB_EMPTY) {
-                if ((rc = gb_new_group(G, i, &g, e)) != MR_OK) goto done;
-                if ((rc = gb_strkeys_push(&keys, g, p, len, h, e)) != MR_OK) goto done;
-                s->tag = tag;
-                s->g = g;
-                if (gb_table_full(++used, cap) && (rc = gb_tslot_grow(&slots, &cap, keys.hash, e)) != MR_OK)
-                    goto done;
-                break;
-            }
-            if (s->tag == tag && keys.len[s->g] == len && gb_bytes_eq(keys.ptr[s->g], p, len)) {
-                g = s->g;
-                break;
-            }
-            idx = (idx + 1) & mask;
+        for (size_t i = base; i < end; i++) {
+            const gb_tslot *s = &slots[hb[i - base] & mask];
+            if (s->g != GB_EMPTY) __builtin_prefetch(keys.p + s->off);
         }
-        G->gid[i] = g;
+        for (size_t i = base; i < end; i++) {
+            if (c->nulls && c->nulls[i]) {
+                if (null_gid == GB_EMPTY && (rc = gb_new_group(G, i, &null_gid, e)) != MR_OK) goto done;
+                G->gid[i] = null_gid;
+                continue;
+            }
+            const char *p = arena + offs[i];
+            uint32_t len = (uint32_t)(offs[i + 1] - offs[i]);
+            uint64_t h = hb[i - base];
+            uint32_t tag = (uint32_t)(h >> 32);
+            size_t idx = h & (cap - 1);
+            uint32_t g;
+            for (;;) {
+                gb_tslot *s = &slots[idx];
+                if (s->g == GB_EMPTY) {
+                    if ((rc = gb_new_group(G, i, &g, e)) != MR_OK) goto done;
+                    if ((rc = gb_keyarena_add(&keys, p, len, &s->off, e)) != MR_OK) goto done;
+                    s->tag = tag;
+                    s->g = g;
+                    if (gb_table_full(++used, cap) &&
+                        (rc = gb_tslot_grow(&slots, &cap, &keys, e)) != MR_OK)
+                        goto done;
+                    break;
+                }
+                if (s->tag == tag) {
+                    const char *k = keys.p + s->off;
+                    uint32_t klen;
+                    memcpy(&klen, k, 4);
+                    if (klen == len && gb_bytes_eq(k + 4, p, len)) {
+                        g = s->g;
+                        break;
+                    }
+                }
+                idx = (idx + 1) & (cap - 1);
+            }
+            G->gid[i] = g;
+        }
     }
 done:
     free(slots);
-    free(keys.ptr);
-    free(keys.len);
-    free(keys.hash);
+    free(keys.p);
     return rc;
 }
 

@@ -39,6 +39,11 @@ typedef struct run {
     double start, phase_start, map_seconds, reduce_seconds;
     uint64_t records_in, records_out, bad, bytes_in, reduce_in, reduce_out;
     int resumed, retries;
+    int nreducers;          /* compute.reducers */
+    int merge_parts;        /* several reducers, one JSON document: parts merged at the end */
+    uint64_t skipped, storage_retries, spilled;
+    struct lambda_stats lstats;  /* summed over the phases run on Lambda */
+    int used_lambda;
     cJSON *counters;
 } run;
 
@@ -140,7 +145,23 @@ static char *runner_output_uri(const run *r, int part, int nparts)
     return storage_join(loc, name);
 }
 
+static void runner_free_intermediates(run *r)
+{
+    size_t n = r->nintermediates + (r->merge_parts ? (size_t)r->nreducers : 0);
+    for (size_t i = 0; r->intermediates && i < n; i++) free(r->intermediates[i]);
+    free(r->intermediates);
+    r->intermediates = NULL;
+}
+
 /* ---- progress and summary ---- */
+
+/* Several reducers writing one JSON document leave their parts here for the merge. */
+static char *runner_reduced_uri(const run *r, int part)
+{
+    char name[64];
+    snprintf(name, sizeof name, "reduced-%05d.imf", part);
+    return storage_join(r->run_dir, name);
+}
 
 static void runner_progress(run *r, int final)
 {
@@ -183,6 +204,9 @@ static void runner_task_done(void *ud, int task, int attempt, const task_result 
     if (res->failed) return;
     r->done++;
     r->bad += res->bad_records;
+    r->skipped += res->skipped_records;
+    r->storage_retries += res->storage_retries;
+    r->spilled += res->spilled_bytes;
     runner_merge_counters(r, res->counters);
     if (r->phase == TASK_MAP) {
         r->records_in += res->records_in;
@@ -217,7 +241,20 @@ static void runner_summary(run *r, mr_code code, const mr_err *e)
         fprintf(out, "  bad records: %llu (in %s)\n", (unsigned long long)r->bad, r->error_dir);
     else
         fprintf(out, "  bad records: 0\n");
+    if (r->skipped)
+        fprintf(out, "  skipped records: %llu (map raised on them; see the bad records)\n",
+                (unsigned long long)r->skipped);
     if (r->retries) fprintf(out, "  task retries: %d\n", r->retries);
+    if (r->used_lambda)
+        fprintf(out, "  lambda:  %d invocations (%d throttled), %.1f billed s, %.2f GB-s at %d MB\n",
+                r->lstats.invocations, r->lstats.throttles, r->lstats.billed_seconds,
+                r->lstats.gb_seconds, r->lstats.memory_mb);
+    if (r->storage_retries)
+        fprintf(out, "  storage retries: %llu (S3 requests retried)\n",
+                (unsigned long long)r->storage_retries);
+    if (r->spilled)
+        fprintf(out, "  spilled: %.1f MB to local disk (memory budget %.0f MB)\n",
+                (double)r->spilled / 1e6, (double)r->c->memory_budget / 1048576.0);
     if (cJSON_GetArraySize(r->counters) > 0) {
         char *text = cJSON_PrintUnformatted(r->counters);
         fprintf(out, "  counters: %s\n", text);
@@ -261,9 +298,20 @@ static mr_code runner_lambda(run *r, int ntasks, int workers, int attempts, mr_e
     MR_CHECK(storage_is_remote(r->o->config_uri), e, MR_EINVAL,
              "the lambda executor needs the config on S3 (luamr upload CONFIG puts it there), "
              "not the local path %s", r->o->config_uri);
-    lambda_job job = {ntasks, workers, attempts, fn, r->c->region, runner_event, runner_task_done,
-                      runner_tick, r};
-    return lambda_executor_run(&job, e);
+    lambda_stats st = {0};
+    lambda_job job = {.ntasks = ntasks, .concurrency = workers, .max_attempts = attempts,
+                      .function = fn, .region = r->c->region, .event = runner_event,
+                      .done = runner_task_done, .tick = runner_tick, .ud = r,
+                      .quiet = r->o->quiet, .stats = &st};
+    r->used_lambda = 1;
+    mr_code code = lambda_executor_run(&job, e);
+    r->lstats.invocations += st.invocations;
+    r->lstats.retries += st.retries;
+    r->lstats.throttles += st.throttles;
+    r->lstats.billed_seconds += st.billed_seconds;
+    r->lstats.gb_seconds += st.gb_seconds;
+    if (st.memory_mb) r->lstats.memory_mb = st.memory_mb;
+    return code;
 }
 
 static mr_code runner_pool(run *r, task_kind phase, int ntasks, mr_err *e)
@@ -316,16 +364,27 @@ static void runner_worker_run(void *ud, int task, int attempt, task_result *res)
     t.deadline = r->c->task_timeout > 0 ? runner_wall() + r->c->task_timeout : 0;
     char *out = NULL;
     const char *one[1];
+    const char *const *reduced = (const char *const *)r->intermediates + r->nintermediates;
     if (r->phase == TASK_MAP) {
         t.index = runner_todo ? runner_todo[task] : task;
         t.ntasks = (int)r->p.n;
         t.input = &r->p.inputs[t.index];
+        t.nparts = r->nreducers;
     } else if (r->phase == TASK_REDUCE) {
         t.index = task;
-        t.ntasks = 1;
+        t.ntasks = r->nreducers;
+        t.nparts = r->nreducers;
         t.inputs = (const char *const *)r->intermediates;
         t.ninputs = r->nintermediates;
-        t.output_uri = out = runner_output_uri(r, task, 1);
+        t.reduce_to_intermediate = r->merge_parts;
+        t.output_uri = out = r->merge_parts ? runner_reduced_uri(r, task)
+                                            : runner_output_uri(r, task, r->nreducers);
+    } else if (r->merge_parts) {
+        t.index = 0;
+        t.ntasks = 1;
+        t.inputs = reduced;
+        t.ninputs = (size_t)r->nreducers;
+        t.output_uri = out = runner_output_uri(r, 0, 1);
     } else {
         t.index = task;
         t.ntasks = (int)r->nintermediates;
@@ -537,10 +596,35 @@ static mr_code runner_prepare(run *r, mr_err *e)
     r->output = strdup(r->c->write_location ? r->c->write_location : "output/");
     if (r->o->dry_run) MR_TRY(runner_redirect_dry_run(r, e));
     runner_make_run_id(r);
+    r->nreducers = r->c->reducers > 0 ? r->c->reducers : 1;
     r->run_dir = storage_join(r->c->intermediate, r->run_id);
     r->error_dir = storage_join(r->c->error_location, r->run_id);
     if (r->c->mode != CONFIG_REDUCER_ONLY) MR_TRY(plan_build(r->c, &r->p, e));
     return MR_OK;
+}
+
+/* The reduced parts the final merge reads sit after the map intermediates in the same
+ * array (so one free loop releases both). */
+static mr_code runner_plan_reduced(run *r, mr_err *e)
+{
+    r->merge_parts = r->nreducers > 1 && strcmp(r->c->write_format, "json") == 0;
+    if (!r->merge_parts) return MR_OK;
+    char **all = realloc(r->intermediates,
+                         (r->nintermediates + (size_t)r->nreducers) * sizeof *all);
+    MR_CHECK(all, e, MR_ENOMEM, "out of memory");
+    r->intermediates = all;
+    for (int i = 0; i < r->nreducers; i++) all[r->nintermediates + i] = runner_reduced_uri(r, i);
+    return MR_OK;
+}
+
+static void runner_unpublish_parts(run *r, int nparts)
+{
+    for (int i = 0; i < nparts; i++) {
+        mr_err e;
+        char *uri = runner_output_uri(r, i, nparts);
+        storage_remove(uri, &e);
+        free(uri);
+    }
 }
 
 static mr_code runner_execute(run *r, mr_err *e)
@@ -552,7 +636,11 @@ static mr_code runner_execute(run *r, mr_err *e)
         if (code != MR_OK) runner_unpublish(r);
         return code;
     }
-    return runner_pool(r, TASK_REDUCE, 1, e);
+    MR_TRY(runner_plan_reduced(r, e));
+    mr_code code = runner_pool(r, TASK_REDUCE, r->nreducers, e);
+    if (code != MR_OK && !r->merge_parts && r->nreducers > 1) runner_unpublish_parts(r, r->nreducers);
+    if (code == MR_OK && r->merge_parts) code = runner_pool(r, TASK_PUBLISH, 1, e);
+    return code;
 }
 
 mr_code runner_run(const runner_opts *o, mr_err *e)
@@ -568,8 +656,7 @@ mr_code runner_run(const runner_opts *o, mr_err *e)
         runner_summary(&r, code, e);
         if (code == MR_OK && o->dry_run) runner_print_head(&r);
     }
-    for (size_t i = 0; i < r.nintermediates; i++) free(r.intermediates[i]);
-    free(r.intermediates);
+    runner_free_intermediates(&r);
     free(runner_todo);
     runner_todo = NULL;
     plan_clear(&r.p);
@@ -599,14 +686,14 @@ mr_code runner_run_task(const runner_opts *o, task_kind kind, int index, task_re
         for (size_t i = 0; r.intermediates && i < r.p.n; i++)
             r.intermediates[i] = task_intermediate_uri(r.run_dir, (int)i);
     }
+    if (code == MR_OK && kind != TASK_MAP) code = runner_plan_reduced(&r, e);
     if (code == MR_OK) {
         r.phase = kind;
         runner_worker_run(&r, index, 1, res);
         code = res->failed ? mr_fail(e, res->code, "%s", res->error) : MR_OK;
     }
     script_free(r.s);
-    for (size_t i = 0; i < r.nintermediates; i++) free(r.intermediates[i]);
-    free(r.intermediates);
+    runner_free_intermediates(&r);
     plan_clear(&r.p);
     free(r.run_dir);
     free(r.error_dir);

@@ -1,18 +1,27 @@
+#define _GNU_SOURCE   /* nftw, mkdtemp */
 #include "task.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <ftw.h>
+#include <stdarg.h>
 
 #include "../connectors/reader.h"
 #include "../connectors/sink.h"
 #include "../connectors/storage.h"
 #include "../connectors/writer.h"
+#include "../connectors/s3.h"
+#include "groupby.h"
 #include "imf.h"
 #include "ops.h"
+#include "shuffle.h"
+#include "spill.h"
 
 /* Bad input records of one task go to one JSON-lines object at the error destination,
  * opened on the first bad record so clean tasks leave nothing behind. */
@@ -136,42 +145,81 @@ static void task_reader_opts(const config *c, const task_spec *t, reader_opts *o
     o->range_end = t->input->range_end;
 }
 
+/* The task's private scratch folder (spill files, downloads, the script's io.open),
+ * removed when the task ends. */
+static char task_scratch[4096];
+
+static mr_code task_scratch_create(const task_spec *t, mr_err *e)
+{
+    const char *root = t->scratch_root;
+    if (!root || !*root) root = getenv("TMPDIR");
+    if (!root || !*root) root = "/tmp";
+    snprintf(task_scratch, sizeof task_scratch, "%s/luamr-%s-%d-XXXXXX", root,
+             task_kind_name(t->kind), t->index);
+    MR_CHECK(mkdtemp(task_scratch), e, MR_EIO, "cannot create scratch folder %s: %s",
+             task_scratch, strerror(errno));
+    return MR_OK;
+}
+
+static int task_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st; (void)flag; (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void task_scratch_remove(void)
+{
+    if (task_scratch[0]) nftw(task_scratch, task_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    task_scratch[0] = '\0';
+}
+
 /* A local file to write an intermediate to: the destination itself when it is local,
- * else a scratch file uploaded afterwards. */
+ * else a file in the scratch folder uploaded afterwards. */
 static char *task_scratch_path(const char *uri, const char *tag)
 {
     if (!storage_is_remote(uri)) return strdup(uri);
-    const char *tmp = getenv("TMPDIR");
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s/luamr-%d-%s", tmp && *tmp ? tmp : "/tmp", (int)getpid(), tag);
+    static unsigned seq;
+    char buf[4200];
+    snprintf(buf, sizeof buf, "%s/%u-%s", task_scratch, seq++, tag);
     return strdup(buf);
 }
 
 static mr_code task_write_intermediate(const config *c, const frame *f, const char *uri,
+                                       int nparts, const char *const *keys, size_t nkeys,
                                        mr_err *e)
 {
     char *path = task_scratch_path(uri, "out.imf");
     mr_code code = sink_make_parents(path, e);
-    imf_writer *w = code == MR_OK ? imf_writer_open(path, c->intermediate_level, e) : NULL;
-    if (!w && code == MR_OK) code = e->code;
-    if (code == MR_OK) code = imf_writer_add(w, f, 0, e);
-    if (code == MR_OK) code = imf_writer_close(w, e);
-    imf_writer_free(w);
+    if (code == MR_OK)
+        code = shuffle_write(f, path, c->intermediate_level, nparts, keys, nkeys, e);
     if (code == MR_OK && storage_is_remote(uri)) code = storage_put_file(path, uri, e);
     if (storage_is_remote(uri)) unlink(path);
     free(path);
     return code;
 }
 
+/* A local copy of an intermediate: the file itself, or a download into scratch. */
+static char *task_fetch_intermediate(const char *uri, mr_err *e)
+{
+    char *path = task_scratch_path(uri, "in.imf");
+    if (path && storage_is_remote(uri) && storage_get_file(uri, path, e) != MR_OK) {
+        unlink(path);
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
 /* Reads one intermediate (downloading it first when remote) and appends it to *acc; the
  * first one read becomes *acc itself, so a single intermediate is never copied. */
 static mr_code task_read_intermediate(const char *uri, int partition, frame **acc, mr_err *e)
 {
-    char *path = task_scratch_path(uri, "in.imf");
+    char *path = task_fetch_intermediate(uri, e);
+    if (!path) return e->code;
     mr_code code = MR_OK;
-    if (storage_is_remote(uri)) code = storage_get_file(uri, path, e);
-    frame *f = code == MR_OK ? imf_read_all(path, partition, e) : NULL;
-    if (code == MR_OK && !f) code = e->code;
+    frame *f = imf_read_all(path, partition, e);
+    if (!f) code = e->code;
     if (code == MR_OK && !*acc) {
         *acc = f;
         f = NULL;
@@ -182,14 +230,6 @@ static mr_code task_read_intermediate(const char *uri, int partition, frame **ac
     if (storage_is_remote(uri)) unlink(path);
     free(path);
     return code;
-}
-
-static mr_code task_write_output(const config *c, const frame *f, const char *uri, mr_err *e)
-{
-    writer_format fmt = WRITER_JSON;
-    MR_CHECK(writer_format_parse(c->write_format, &fmt) == 0, e, MR_EINVAL,
-             "writeConnector.format: unknown format '%s'", c->write_format);
-    return writer_write_frame(f, uri, fmt, c->write_gzip, e);
 }
 
 static void task_init_script_task(const task_spec *t, script_task *st, task_errors *te)
@@ -204,6 +244,58 @@ static void task_init_script_task(const task_spec *t, script_task *st, task_erro
     st->log = task_log;
     st->log_ud = (void *)t;
     st->deadline = t->deadline;
+    st->scratch_dir = task_scratch;
+}
+
+/* skipFailingRecords: map raised on record n; remember it, sorted, for the rerun. */
+static mr_code task_add_skip(uint64_t **skips, size_t *n, uint64_t rec, mr_err *e)
+{
+    uint64_t *grown = realloc(*skips, (*n + 1) * sizeof *grown);
+    MR_CHECK(grown, e, MR_ENOMEM, "out of memory");
+    size_t i = *n;
+    while (i > 0 && grown[i - 1] > rec) {
+        grown[i] = grown[i - 1];
+        i--;
+    }
+    grown[i] = rec;
+    (*n)++;
+    *skips = grown;
+    return MR_OK;
+}
+
+/* The bad records of an attempt that is about to be rerun: the rerun reports them again. */
+static void task_errors_reset(task_errors *te)
+{
+    sink_free(te->out);   /* uncommitted: discarded */
+    te->out = NULL;
+    te->count = 0;
+}
+
+/* Runs map, rerunning it without the record it failed on while skipFailingRecords and the
+ * bad-record budget allow (the MapReduce paper's skipping of bad records). */
+static frame *task_run_map_skipping(const config *c, script *s, script_task *st,
+                                    task_errors *te, task_result *r, mr_err *e)
+{
+    uint64_t *skips = NULL;
+    size_t nskip = 0;
+    for (;;) {
+        st->skip_records = skips;
+        st->nskip = nskip;
+        st->failed_record = 0;
+        frame *out = script_run_map(s, st, e);
+        int skippable = !out && c->skip_bad_map_records && e->code == MR_ESCRIPT &&
+                        st->failed_record > 0 &&
+                        (c->max_bad_records < 0 || te->count < (uint64_t)c->max_bad_records);
+        if (!skippable || task_add_skip(&skips, &nskip, st->failed_record, e) != MR_OK) {
+            r->skipped_records = nskip;
+            free(skips);
+            return out;
+        }
+        fprintf(stderr, "[map %d] skipping record %llu: %s\n", st->index,
+                (unsigned long long)st->failed_record, e->msg);
+        task_errors_reset(te);
+        mr_err_clear(e);
+    }
 }
 
 static mr_code task_map(const config *c, script *s, const task_spec *t, task_result *r,
@@ -219,7 +311,7 @@ static mr_code task_map(const config *c, script *s, const task_spec *t, task_res
     st.format = c->read_format;
     st.ropts = &ro;
 
-    frame *out = script_run_map(s, &st, e);
+    frame *out = task_run_map_skipping(c, s, &st, te, r, e);
     r->records_in = st.records_in;
     r->bytes_in = st.bytes_in;
     if (!out) return e->code;
@@ -230,9 +322,19 @@ static mr_code task_map(const config *c, script *s, const task_spec *t, task_res
         if (!combined) return e->code;
         out = combined;
     }
+    const script_groupby *g = script_declared_groupby(s);
+    if (g) {   /* the engine's combiner: partial aggregates, finished by the reducers */
+        frame *partial = groupby_partial(out, g->keys, g->nkeys, g->aggs, g->naggs, e);
+        frame_free(out);
+        if (!partial) return mr_wrap(e, "combining map output: ");
+        out = partial;
+    }
+    const char *const *keys = NULL;
+    size_t nkeys = script_partition_keys(s, &keys);
     r->records_out = frame_nrows(out);
     char *uri = task_intermediate_uri(t->run_dir, t->index);
-    mr_code code = task_write_intermediate(c, out, uri, e);
+    mr_code code = task_write_intermediate(c, out, uri, t->nparts > 0 ? t->nparts : 1, keys,
+                                           nkeys, e);
     if (code == MR_OK) snprintf(r->output, sizeof r->output, "%s", uri);
     free(uri);
     frame_free(out);
@@ -250,26 +352,123 @@ static mr_code task_gather(const task_spec *t, int partition, frame **acc, mr_er
     return MR_OK;
 }
 
+/* Where a reduce or publish result goes: the output format, or an intermediate that a
+ * final publish merges into one document. */
+typedef struct task_out {
+    writer *w;
+    imf_writer *imf;
+    char *imf_path;
+    const char *uri;
+    uint64_t rows;
+} task_out;
+
+static mr_code task_out_open(const config *c, const task_spec *t, task_out *o, mr_err *e)
+{
+    memset(o, 0, sizeof *o);
+    o->uri = t->output_uri;
+    if (t->reduce_to_intermediate) {
+        o->imf_path = task_scratch_path(t->output_uri, "reduced.imf");
+        MR_TRY(sink_make_parents(o->imf_path, e));
+        o->imf = imf_writer_open(o->imf_path, c->intermediate_level, e);
+        return o->imf ? MR_OK : e->code;
+    }
+    writer_format fmt = WRITER_JSON;
+    MR_CHECK(writer_format_parse(c->write_format, &fmt) == 0, e, MR_EINVAL,
+             "writeConnector.format: unknown format '%s'", c->write_format);
+    o->w = writer_open(t->output_uri, fmt, c->write_gzip, e);
+    return o->w ? MR_OK : e->code;
+}
+
+static mr_code task_out_append(task_out *o, const frame *f, mr_err *e)
+{
+    o->rows += frame_nrows(f);
+    return o->w ? writer_append(o->w, f, e) : imf_writer_add(o->imf, f, 0, e);
+}
+
+static mr_code task_out_commit(task_out *o, mr_err *e)
+{
+    if (o->w) return writer_commit(o->w, e);
+    MR_TRY(imf_writer_close(o->imf, e));
+    if (storage_is_remote(o->uri)) return storage_put_file(o->imf_path, o->uri, e);
+    return MR_OK;
+}
+
+static void task_out_free(task_out *o)
+{
+    writer_free(o->w);
+    imf_writer_free(o->imf);
+    if (o->imf_path && storage_is_remote(o->uri)) unlink(o->imf_path);
+    free(o->imf_path);
+}
+
+static mr_code task_spill_emit(void *ud, frame *batch, mr_err *e)
+{
+    mr_code code = task_out_append(ud, batch, e);
+    frame_free(batch);
+    return code;
+}
+
+/* A declarative group-by reduce: partial aggregates merged within the memory budget,
+ * spilling to the scratch folder when they would not fit. */
+static mr_code task_reduce_declared(const config *c, const script_groupby *g,
+                                    const task_spec *t, task_result *r, task_out *o,
+                                    mr_err *e)
+{
+    char **paths = calloc(t->ninputs + 1, sizeof *paths);
+    MR_CHECK(paths, e, MR_ENOMEM, "out of memory");
+    mr_code code = MR_OK;
+    for (size_t i = 0; code == MR_OK && i < t->ninputs; i++) {
+        paths[i] = task_fetch_intermediate(t->inputs[i], e);
+        if (!paths[i]) code = mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
+    }
+    spill_stats st = {0};
+    if (code == MR_OK)
+        code = spill_groupby_merge((const char *const *)paths, t->ninputs, t->index, g->keys,
+                                   g->nkeys, g->aggs, g->naggs, c->memory_budget, task_scratch,
+                                   task_spill_emit, o, &st, e);
+    for (size_t i = 0; i < t->ninputs; i++) {
+        if (paths[i] && storage_is_remote(t->inputs[i])) unlink(paths[i]);
+        free(paths[i]);
+    }
+    free(paths);
+    r->spilled_bytes = st.spilled_bytes;
+    return code;
+}
+
 static mr_code task_reduce(const config *c, script *s, const task_spec *t, task_result *r,
                            task_errors *te, mr_err *e)
 {
-    frame *all = NULL;
-    mr_code code = task_gather(t, t->kind == TASK_REDUCE ? 0 : -1, &all, e);
-    r->records_in = all ? frame_nrows(all) : 0;
-    frame *out = all;
-    if (code == MR_OK && t->kind == TASK_REDUCE && script_has(s, "reduce")) {
-        script_task st;
-        task_init_script_task(t, &st, te);
-        out = script_run_frame_fn(s, "reduce", all, &st, e);
-        if (!out) code = e->code;
+    task_out o;
+    MR_TRY(task_out_open(c, t, &o, e));
+    const script_groupby *g = script_declared_groupby(s);
+    mr_code code;
+    if (t->kind == TASK_REDUCE && g) {
+        code = task_reduce_declared(c, g, t, r, &o, e);
+    } else {
+        frame *all = NULL, *out = NULL;
+        code = task_gather(t, t->kind == TASK_REDUCE ? t->index : -1, &all, e);
+        r->records_in = all ? frame_nrows(all) : 0;
+        out = all;
+        if (code == MR_OK && t->kind == TASK_REDUCE && script_has(s, "reduce")) {
+            script_task st;
+            task_init_script_task(t, &st, te);
+            out = script_run_frame_fn(s, "reduce", all, &st, e);
+            if (!out) code = e->code;
+        } else if (code == MR_OK && t->kind == TASK_PUBLISH && g && t->ninputs > 1) {
+            /* merged reducer parts: keys sorted across the whole document */
+            ops_sort_key keys[g->nkeys + 1];
+            for (size_t k = 0; k < g->nkeys; k++) keys[k] = (ops_sort_key){g->keys[k], 0};
+            out = ops_sort(all, keys, g->nkeys, e);
+            if (!out) code = e->code;
+        }
+        if (code == MR_OK) code = task_out_append(&o, out, e);
+        if (out != all) frame_free(out);
+        frame_free(all);
     }
-    if (code == MR_OK) {
-        r->records_out = frame_nrows(out);
-        code = task_write_output(c, out, t->output_uri, e);
-        if (code == MR_OK) snprintf(r->output, sizeof r->output, "%s", t->output_uri);
-    }
-    if (out != all) frame_free(out);
-    frame_free(all);
+    if (code == MR_OK) code = task_out_commit(&o, e);
+    r->records_out = o.rows;
+    if (code == MR_OK) snprintf(r->output, sizeof r->output, "%s", t->output_uri);
+    task_out_free(&o);
     return code;
 }
 
@@ -282,7 +481,13 @@ void task_run(const config *c, script *s, const task_spec *t, task_result *r)
     memset(r, 0, sizeof *r);
     strcpy(r->counters, "{}");
 
-    code = t->kind == TASK_MAP ? task_map(c, s, t, r, &te, &err) : task_reduce(c, s, t, r, &te, &err);
+    uint64_t retries_before = s3_retry_count();
+    code = task_scratch_create(t, &err);
+    if (code == MR_OK)
+        code = t->kind == TASK_MAP ? task_map(c, s, t, r, &te, &err)
+                                   : task_reduce(c, s, t, r, &te, &err);
+    task_scratch_remove();
+    r->storage_retries = s3_retry_count() - retries_before;
     if (te.out) {
         mr_err cerr = {0};
         /* Bad records are published even when the task fails: they explain why. */
@@ -322,6 +527,9 @@ char *task_result_to_json(const task_result *r)
     cJSON_AddNumberToObject(o, "badRecords", (double)r->bad_records);
     cJSON_AddNumberToObject(o, "bytesIn", (double)r->bytes_in);
     cJSON_AddNumberToObject(o, "seconds", r->seconds);
+    cJSON_AddNumberToObject(o, "skippedRecords", (double)r->skipped_records);
+    cJSON_AddNumberToObject(o, "storageRetries", (double)r->storage_retries);
+    cJSON_AddNumberToObject(o, "spilledBytes", (double)r->spilled_bytes);
     cJSON_AddStringToObject(o, "output", r->output);
     cJSON *counters = cJSON_Parse(r->counters);
     cJSON_AddItemToObject(o, "counters", counters ? counters : cJSON_CreateObject());
@@ -358,6 +566,9 @@ mr_code task_result_from_json(const char *json, task_result *r, mr_err *e)
     r->bad_records = (uint64_t)task_json_num(o, "badRecords");
     r->bytes_in = (uint64_t)task_json_num(o, "bytesIn");
     r->seconds = task_json_num(o, "seconds");
+    r->skipped_records = (uint64_t)task_json_num(o, "skippedRecords");
+    r->storage_retries = (uint64_t)task_json_num(o, "storageRetries");
+    r->spilled_bytes = (uint64_t)task_json_num(o, "spilledBytes");
     task_json_str(o, "output", r->output, sizeof r->output);
     char *counters = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(o, "counters"));
     snprintf(r->counters, sizeof r->counters, "%s", counters ? counters : "{}");

@@ -27,6 +27,12 @@ typedef struct task_spec {
     const char *output_uri;        /* reduce/publish: where the result goes */
     const char *error_dir;         /* bad records: <error location>/<run id> */
     uint64_t sample;               /* map: at most this many records (dry-run), 0 = all */
+    int nparts;                    /* map: reducers to partition the output for (>= 1);
+                                      reduce: partition `index` of each input is read */
+    int reduce_to_intermediate;    /* reduce: write the result as an intermediate (output_uri
+                                      names it) for a final publish to merge */
+    const char *scratch_root;      /* local folder for the task's scratch files (spills, io.open);
+                                      NULL: $TMPDIR or /tmp */
     double deadline;               /* wall clock seconds, 0 = none */
 } task_spec;
 
@@ -36,6 +42,9 @@ typedef struct task_result {
     int failed;
     mr_code code;
     uint64_t records_in, records_out, bad_records, bytes_in, bytes_out;
+    uint64_t skipped_records;          /* skipFailingRecords: records map failed on, skipped */
+    uint64_t storage_retries;          /* S3 requests retried during the task */
+    uint64_t spilled_bytes;            /* reduce: bytes spilled to local disk */
     double seconds;
     char output[1024];                 /* URI written */
     char counters[TASK_COUNTERS_MAX];  /* user counters as a JSON object */

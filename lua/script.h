@@ -14,6 +14,7 @@
 
 #include "../connectors/reader.h"
 #include "../engine/frame.h"
+#include "../engine/groupby.h"
 #include "../engine/mr_error.h"
 
 typedef struct script script;
@@ -50,6 +51,12 @@ typedef struct script_task {
     /* optional (added after the first version; zero-initialise the struct): */
     const char *scratch_dir;    /* the task's private folder: io.open works only under it;
                                    NULL = the script cannot open files at all */
+    /* skipFailingRecords: record numbers (1-based, sorted) the input iterators skip
+     * because map raised an error on them in an earlier attempt. */
+    const uint64_t *skip_records;
+    size_t nskip;
+    /* filled when map raises an error while a record is current: its number, else 0 */
+    uint64_t failed_record;
 } script_task;
 
 /* map(input, ctx): returns the task's output frame (the returned frame, or the rows the
@@ -62,5 +69,22 @@ frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script
 /* Calls fn for every ctx:count(name, n) total the script accumulated since the last call,
  * then resets them. */
 void script_drain_counters(script *s, script_counter_fn fn, void *ud);
+
+/* A declarative reduce — the job table's `reduce = { group_by = {"k1", ...}, agg = {
+ * out = sum("v"), ... } }` — as C structures, so the engine can aggregate partially in the
+ * mappers (groupby_partial) and finish in the reducers (groupby_merge) without Lua.
+ * NULL when reduce is a function (or absent). Valid as long as the script. */
+typedef struct script_groupby {
+    const char *const *keys;
+    size_t nkeys;
+    const groupby_agg *aggs;
+    size_t naggs;
+} script_groupby;
+const script_groupby *script_declared_groupby(const script *s);
+
+/* The keys that route map output rows to reducers: the job table's
+ * `partition_by = {"k1", ...}`, else the declarative reduce's group_by keys. Returns the
+ * count (0 when the job names none) and points *keys at them. */
+size_t script_partition_keys(const script *s, const char *const **keys);
 
 #endif

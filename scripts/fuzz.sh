@@ -7,7 +7,9 @@
 #
 # Env: FUZZ_SECONDS, FUZZ_BUILD (build dir, default build-fuzz), FUZZ_OUT (new corpus
 # entries, crash artifacts and logs; default a temporary folder that is kept when
-# something crashed), FUZZ_MAX_LEN (default 8192), FUZZ_JOBS (cmake -j, default 2).
+# something crashed), FUZZ_MAX_LEN (default 8192), FUZZ_JOBS (cmake -j, default 2),
+# FUZZ_KEEP_GOING=1 (libFuzzer -fork=1 mode: keep fuzzing past crashes, collecting every
+# distinct artifact instead of stopping at the first), FUZZ_ARGS (more libFuzzer flags).
 # New interesting inputs go to FUZZ_OUT, never into the repository: copy a crash input
 # to tests/fuzz/corpus/<target>/regress-<what> by hand once it is understood, and
 # test_fuzz_regressions replays it on every build.
@@ -42,13 +44,19 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$OUT/corpus-$t" "$OUT/artifacts-$t"
   echo "== fuzz_$t for ${SECONDS_EACH}s"
   rc=0
+  extra=()
+  [ "${FUZZ_KEEP_GOING:-0}" = 1 ] && extra=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
   # The scratch corpus comes first: libFuzzer writes new inputs only to the first folder.
+  # shellcheck disable=SC2086
   "$BUILD/fuzz_$t" "$OUT/corpus-$t" "$SRC/tests/fuzz/corpus/$t" \
     -max_total_time="$SECONDS_EACH" -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 \
-    -artifact_prefix="$OUT/artifacts-$t/" -print_final_stats=1 \
+    -artifact_prefix="$OUT/artifacts-$t/" -print_final_stats=1 "${extra[@]}" ${FUZZ_ARGS:-} \
     >"$OUT/$t.log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/$t.log" | tail -1)
   secs=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$OUT/$t.log" | tail -1)
+  # fork mode prints no final stats: take the last "#N:" progress line.
+  [ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9]*\):.*/\1/p' "$OUT/$t.log" | tail -1)
+  [ -z "$(ls -A "$OUT/artifacts-$t")" ] || rc=1
   if [ "$rc" = 0 ]; then
     result=ok
   else

@@ -129,6 +129,7 @@ class Invocation:
         self.body = b""
         self.error_type = ""
         self.log_start = 0
+        self.crash = False        # kill the runtime once it has taken this invocation
 
 
 class Environment:
@@ -183,6 +184,11 @@ class Environment:
         code = self.proc.wait()
         self.dead = True
         inv = self.current
+        if inv is None:   # died before taking its invocation (a crash during init)
+            try:
+                inv = self.inbox.get_nowait()
+            except queue.Empty:
+                inv = None
         if inv and not inv.done.is_set():
             how = "signal: killed" if code < 0 else "exit status %d" % code
             self.finish(inv, "error", json.dumps({
@@ -254,6 +260,8 @@ def make_runtime_handler(env):
                     "arn:aws:lambda:%s:123456789012:function:%s" % (env.emu.args.region, env.emu.args.function),
                 "Lambda-Runtime-Trace-Id": "Root=1-%08x-%s" % (int(time.time()), inv.id.replace("-", "")[:24]),
             })
+            if inv.crash:   # as soon as it has the event: it dies mid-invocation
+                env.kill()
 
         def do_POST(self):
             n = int(self.headers.get("Content-Length", "0"))
@@ -342,10 +350,9 @@ class Emulator:
                 crash = payload not in self.seen_events
                 self.seen_events.add(payload)
         inv = Invocation(payload, self.args.timeout)
+        inv.crash = crash
         started = time.monotonic()
         env.inbox.put(inv)
-        if crash:
-            threading.Timer(0.05, env.kill).start()
         if not inv.done.wait(self.args.timeout):
             env.finish(inv, "error", json.dumps({
                 "errorType": "Sandbox.Timedout",

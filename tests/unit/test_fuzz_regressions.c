@@ -326,10 +326,10 @@ static Suite *fuzz_regressions_suite(void)
     const TTest *replays[] = {test_replay_csv, test_replay_jsonl, test_replay_lines,
                               test_replay_gzip, test_replay_warc, test_replay_imf,
                               test_replay_config};
+    static char names[16][64];   /* Check keeps the name pointer, not a copy */
     for (int t = 0; fuzz_targets[t].name; t++) {
-        char name[64];
-        snprintf(name, sizeof name, "replay_%s", fuzz_targets[t].name);
-        tc = tcase_create(strdup(name));
+        snprintf(names[t], sizeof names[t], "replay_%s", fuzz_targets[t].name);
+        tc = tcase_create(names[t]);
         tcase_set_timeout(tc, 120);
         tcase_add_loop_test(tc, replays[t], 0, corpora[t].n);
         suite_add_tcase(s, tc);

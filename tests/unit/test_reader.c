@@ -710,6 +710,47 @@ START_TEST(test_splits_cover_each_record_once)
 }
 END_TEST
 
+/* Dense random quoting: quoted commas, "" escapes, newlines and CRLF inside quotes,
+ * empty lines; every split size from 1 to 40 bytes must reproduce the whole-file read. */
+START_TEST(test_splits_random_quoting)
+{
+    srand(1234);
+    static char whole[1 << 15], parts[1 << 15];
+    for (int it = 0; it < 30; it++) {
+        char buf[4096];
+        size_t n = (size_t)sprintf(buf, "a,b,c\n");
+        for (int i = 0, rows = rand() % 40; i < rows; i++) {
+            for (int c = 0; c < 3; c++) {
+                if (c) buf[n++] = ',';
+                int q = rand() % 3 == 0;
+                if (q) buf[n++] = '"';
+                for (int k = 0, len = rand() % 8; k < len; k++) {
+                    int x = rand() % 10;
+                    if (q && x == 0) buf[n++] = '"', buf[n++] = '"';
+                    else if (q && x == 1) buf[n++] = ',';
+                    else if (q && x == 2) buf[n++] = '\n';
+                    else buf[n++] = (char)('a' + x);
+                }
+                if (q) buf[n++] = '"';
+            }
+            if (rand() % 5 == 0) buf[n++] = '\r';
+            buf[n++] = '\n';
+            if (rand() % 10 == 0) buf[n++] = '\n';
+        }
+        write_file(path_in("rq.csv"), buf, n);
+        whole[0] = '\0';
+        read_split(path_in("rq.csv"), READER_CSV, 0, 0, whole);
+        for (uint64_t step = 1; step <= 40; step += 3) {
+            parts[0] = '\0';
+            for (uint64_t s = 0; s < n; s += step)
+                read_split(path_in("rq.csv"), READER_CSV, s, s + step < n ? s + step : 0, parts);
+            ck_assert_msg(strcmp(whole, parts) == 0, "file %d, split %llu:\n%s\n%s", it,
+                          (unsigned long long)step, whole, parts);
+        }
+    }
+}
+END_TEST
+
 /* ---- tcase: bench (LUAMR_BENCH=1) ---- */
 
 START_TEST(test_bench_20m_csv)
@@ -798,6 +839,7 @@ static Suite *reader_suite(void)
     tc = tcase_create("splits");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_splits_cover_each_record_once);
+    tcase_add_test(tc, test_splits_random_quoting);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bench");
