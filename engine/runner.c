@@ -105,7 +105,8 @@ static mr_code runner_check_script(const config *c, const script *s, mr_err *e)
     MR_CHECK(!need_map || script_has(s, "map"), e, MR_EINVAL,
              "%s: taskMode %s needs a map function, and the script's table has none",
              c->script, config_mode_name(c->mode));
-    MR_CHECK(c->mode != CONFIG_REDUCER_ONLY || script_has(s, "reduce"), e, MR_EINVAL,
+    MR_CHECK(c->mode != CONFIG_REDUCER_ONLY || script_has(s, "reduce") ||
+             script_declared_groupby(s), e, MR_EINVAL,
              "%s: taskMode REDUCER_ONLY needs a reduce function, and the script's table has none",
              c->script);
     return MR_OK;

@@ -247,20 +247,40 @@ static void task_init_script_task(const task_spec *t, script_task *st, task_erro
     st->scratch_dir = task_scratch;
 }
 
-/* skipFailingRecords: map raised on record n; remember it, sorted, for the rerun. */
-static mr_code task_add_skip(uint64_t **skips, size_t *n, uint64_t rec, mr_err *e)
+/* skipFailingRecords: the records map raised on, sorted, with the errors it raised. */
+typedef struct task_skips {
+    uint64_t *records;
+    char **reasons;
+    size_t n;
+} task_skips;
+
+static mr_code task_add_skip(task_skips *sk, uint64_t rec, const char *reason, mr_err *e)
 {
-    uint64_t *grown = realloc(*skips, (*n + 1) * sizeof *grown);
-    MR_CHECK(grown, e, MR_ENOMEM, "out of memory");
-    size_t i = *n;
-    while (i > 0 && grown[i - 1] > rec) {
-        grown[i] = grown[i - 1];
+    uint64_t *recs = realloc(sk->records, (sk->n + 1) * sizeof *recs);
+    MR_CHECK(recs, e, MR_ENOMEM, "out of memory");
+    sk->records = recs;
+    char **reasons = realloc(sk->reasons, (sk->n + 1) * sizeof *reasons);
+    MR_CHECK(reasons, e, MR_ENOMEM, "out of memory");
+    sk->reasons = reasons;
+    char *msg = strdup(reason);
+    MR_CHECK(msg, e, MR_ENOMEM, "out of memory");
+    size_t i = sk->n;
+    while (i > 0 && recs[i - 1] > rec) {
+        recs[i] = recs[i - 1];
+        reasons[i] = reasons[i - 1];
         i--;
     }
-    grown[i] = rec;
-    (*n)++;
-    *skips = grown;
+    recs[i] = rec;
+    reasons[i] = msg;
+    sk->n++;
     return MR_OK;
+}
+
+static void task_skips_free(task_skips *sk)
+{
+    for (size_t i = 0; i < sk->n; i++) free(sk->reasons[i]);
+    free(sk->reasons);
+    free(sk->records);
 }
 
 /* The bad records of an attempt that is about to be rerun: the rerun reports them again. */
@@ -276,19 +296,19 @@ static void task_errors_reset(task_errors *te)
 static frame *task_run_map_skipping(const config *c, script *s, script_task *st,
                                     task_errors *te, task_result *r, mr_err *e)
 {
-    uint64_t *skips = NULL;
-    size_t nskip = 0;
+    task_skips sk = {0};
     for (;;) {
-        st->skip_records = skips;
-        st->nskip = nskip;
+        st->skip_records = sk.records;
+        st->skip_reasons = (const char *const *)sk.reasons;
+        st->nskip = sk.n;
         st->failed_record = 0;
         frame *out = script_run_map(s, st, e);
         int skippable = !out && c->skip_bad_map_records && e->code == MR_ESCRIPT &&
                         st->failed_record > 0 &&
                         (c->max_bad_records < 0 || te->count < (uint64_t)c->max_bad_records);
-        if (!skippable || task_add_skip(&skips, &nskip, st->failed_record, e) != MR_OK) {
-            r->skipped_records = nskip;
-            free(skips);
+        if (!skippable || task_add_skip(&sk, st->failed_record, e->msg, e) != MR_OK) {
+            r->skipped_records = sk.n;
+            task_skips_free(&sk);
             return out;
         }
         fprintf(stderr, "[map %d] skipping record %llu: %s\n", st->index,

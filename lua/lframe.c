@@ -1434,12 +1434,41 @@ static void read_agg(lua_State *L, const char *out, agg_item *it)
     lua_pop(L, 1);
 }
 
+groupby_agg *lframe_check_aggs(lua_State *L, int idx, size_t *naggs_out)
+{
+    size_t naggs = 0;
+    agg_item *items;
+    groupby_agg *aggs;
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        naggs++;
+        lua_pop(L, 1);
+    }
+    if (naggs == 0) luaL_error(L, "agg: no aggregates given");
+    items = (agg_item *)lua_newuserdata(L, naggs * sizeof *items);
+    naggs = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "agg: output names must be strings");
+        read_agg(L, lua_tostring(L, -2), &items[naggs++]);
+        lua_pop(L, 1);
+    }
+    /* a table has no order; the constructors' sequence numbers recover the source order */
+    qsort(items, naggs, sizeof *items, cmp_agg);
+    aggs = (groupby_agg *)lua_newuserdata(L, naggs * sizeof *aggs);
+    for (size_t i = 0; i < naggs; i++) aggs[i] = items[i].a;
+    lua_remove(L, -2);
+    *naggs_out = naggs;
+    return aggs;
+}
+
 static int g_agg(lua_State *L)
 {
     const frame *f;
     const char **keys;
-    size_t nkeys, naggs = 0;
-    agg_item *items;
+    size_t nkeys, naggs;
     groupby_agg *aggs;
     mr_err e;
     int ok;
@@ -1457,25 +1486,8 @@ static int g_agg(lua_State *L)
     f = lf_frame(L, 3);
     lua_getfield(L, 1, "keys");    /* 4 */
     keys = names_arg(L, 4, &nkeys);
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        naggs++;
-        lua_pop(L, 1);
-    }
-    if (naggs == 0) return luaL_error(L, "agg: no aggregates given");
-    items = (agg_item *)lua_newuserdata(L, naggs * sizeof *items);
-    naggs = 0;
-    lua_pushnil(L);
-    while (lua_next(L, 2)) {
-        if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "agg: output names must be strings");
-        read_agg(L, lua_tostring(L, -2), &items[naggs++]);
-        lua_pop(L, 1);
-    }
-    /* a table has no order; the constructors' sequence numbers recover the source order */
-    qsort(items, naggs, sizeof *items, cmp_agg);
-    aggs = (groupby_agg *)lua_newuserdata(L, naggs * sizeof *aggs);
+    aggs = lframe_check_aggs(L, 2, &naggs);
     for (size_t i = 0; i < naggs; i++) {
-        aggs[i] = items[i].a;
         if (aggs[i].col && frame_col_index(f, aggs[i].col) < 0)
             return luaL_error(L, "agg: '%s': unknown column '%s'", aggs[i].out, aggs[i].col);
     }

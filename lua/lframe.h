@@ -12,6 +12,7 @@
 #include <lua.h>
 
 #include "../engine/frame.h"
+#include "../engine/groupby.h"
 #include "../engine/mr_error.h"
 
 /* Creates the metatables and sets the global `frame`. Leaves the stack as it was. */
@@ -42,6 +43,11 @@ void lframe_append_frame(lua_State *L, int fidx, int sidx);
 /* frame.from_rows(rows[, schema]) as a lua_CFunction (for callers that must not look it
  * up through the script's globals). */
 int lframe_from_rows(lua_State *L);
+
+/* Reads the aggregate table at idx (g:agg's argument: { out = sum("col"), ... }) into an
+ * array in the constructors' source order, left on the stack as a userdata (its strings
+ * are anchored by the table at idx). Raises on a malformed spec. */
+groupby_agg *lframe_check_aggs(lua_State *L, int idx, size_t *naggs);
 
 /* Frames created while the epoch is current count as the task's own (see lframe_take).
  * The script bumps the epoch at the start of every task. */

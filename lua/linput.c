@@ -1,5 +1,6 @@
 #include "linput.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
@@ -79,6 +80,28 @@ static void in_open(lua_State *L, linput_ud *u, int lines_only)
     u->bytes_base = t->bytes_in;
 }
 
+/* Is rec one that map failed on in an earlier attempt (skipFailingRecords)? Then it goes
+ * to the error destination with the error map raised, and the iterator moves past it. */
+static int in_skipped(script_task *t, const reader_rec *rec, mr_err *e)
+{
+    size_t lo = 0, hi = t->nskip;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->skip_records[mid] == rec->number) {
+            char reason[1024];
+            snprintf(reason, sizeof reason, "skipped: map raised an error on this record: %s",
+                     t->skip_reasons ? t->skip_reasons[mid] : "(no message)");
+            reader_bad bad = {t->input_uri, rec->number, rec->offset, NULL, reason, rec->raw,
+                              rec->raw_len < 256 ? rec->raw_len : 256};
+            if (t->on_bad && t->on_bad(&bad, t->bad_ud, e) != MR_OK) return -1;
+            return 1;
+        }
+        if (t->skip_records[mid] < rec->number) lo = mid + 1;
+        else hi = mid;
+    }
+    return 0;
+}
+
 /* 1 with rec filled, 0 at the end (reader closed); raises on a reader error. */
 static int in_next(lua_State *L, linput_ud *u, reader_rec *rec)
 {
@@ -86,7 +109,13 @@ static int in_next(lua_State *L, linput_ud *u, reader_rec *rec)
     int rc;
     if (!u->r || !u->t) return 0;
     mr_err_clear(&e);
-    rc = reader_next(u->r, rec, &e);
+    for (;;) {
+        rc = reader_next(u->r, rec, &e);
+        if (rc != 1) break;
+        int skip = in_skipped(u->t, rec, &e);
+        if (skip < 0) return in_fail(L, u, &e);
+        if (!skip) break;
+    }
     if (rc < 0) return in_fail(L, u, &e);
     u->t->bytes_in = u->bytes_base + reader_bytes(u->r);
     if (rc == 0) {

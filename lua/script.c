@@ -37,6 +37,13 @@ struct script {
     int timed_out;
     int jit_off;
     int emit_ref;           /* ctx:emit's frame for the running task, or LUA_NOREF */
+    /* the declarative reduce and the partition keys, copied out of the Lua state */
+    script_groupby groupby;
+    int has_groupby;
+    char **strs;            /* every string the two point into, freed with the script */
+    size_t nstrs;
+    const char **pkeys;
+    size_t npkeys;
 };
 
 static char script_key;
@@ -574,6 +581,136 @@ static char *dir_of(const char *path)
     return d;
 }
 
+/* ---------------------------------------------------------------- declarations */
+
+/* Copies a Lua string into the script's own storage (raises when out of memory). */
+static const char *keep_str(lua_State *L, script *s, const char *str)
+{
+    char **grown = (char **)realloc(s->strs, (s->nstrs + 1) * sizeof *grown);
+    char *d = dup_str(str);
+    if (grown) s->strs = grown;
+    if (!grown || !d) {
+        free(d);
+        luaL_error(L, "out of memory");
+    }
+    s->strs[s->nstrs++] = d;
+    return d;
+}
+
+/* Reads the list of column names at the top of the stack (field `what` of the job). */
+static const char **read_names(lua_State *L, script *s, const char *what, size_t *n)
+{
+    const char **out;
+    if (lua_type(L, -1) == LUA_TSTRING) {   /* a single key: group_by = "k" */
+        out = (const char **)calloc(1, sizeof *out);
+        if (!out) luaL_error(L, "out of memory");
+        out[0] = keep_str(L, s, lua_tostring(L, -1));
+        *n = 1;
+        return out;
+    }
+    if (!lua_istable(L, -1))
+        luaL_error(L, "%s must be a list of column names, got %s", what, luaL_typename(L, -1));
+    *n = lua_objlen(L, -1);
+    if (*n == 0) luaL_error(L, "%s must name at least one column", what);
+    out = (const char **)calloc(*n, sizeof *out);
+    if (!out) luaL_error(L, "out of memory");
+    for (size_t i = 0; i < *n; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            free(out);
+            luaL_error(L, "%s[%d] must be a column name, got %s", what, (int)i + 1,
+                       luaL_typename(L, -1));
+        }
+        out[i] = keep_str(L, s, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    return out;
+}
+
+/* reduce = { group_by = {...}, agg = {...} } */
+static void read_declared_reduce(lua_State *L, script *s)
+{
+    int spec = lua_gettop(L);
+    size_t naggs;
+    groupby_agg *aggs;
+    lua_getfield(L, spec, "group_by");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);   /* no keys: one row over everything */
+    }
+    if (lua_istable(L, -1) && lua_objlen(L, -1) == 0) {
+        s->groupby.keys = NULL;
+        s->groupby.nkeys = 0;
+    } else {
+        s->groupby.keys = read_names(L, s, "reduce.group_by", &s->groupby.nkeys);
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, spec, "agg");
+    if (!lua_istable(L, -1))
+        luaL_error(L, "reduce.agg must be a table of aggregates such as { n = count() }, got %s",
+                   luaL_typename(L, -1));
+    aggs = lframe_check_aggs(L, -1, &naggs);
+    groupby_agg *copy = (groupby_agg *)calloc(naggs, sizeof *copy);
+    if (!copy) luaL_error(L, "out of memory");
+    s->groupby.aggs = copy;
+    s->groupby.naggs = naggs;
+    for (size_t i = 0; i < naggs; i++) {
+        copy[i] = aggs[i];
+        copy[i].out = keep_str(L, s, aggs[i].out);
+        copy[i].col = aggs[i].col ? keep_str(L, s, aggs[i].col) : NULL;
+    }
+    for (size_t i = 0; i < naggs; i++)
+        for (size_t k = 0; k < s->groupby.nkeys; k++)
+            if (strcmp(copy[i].out, s->groupby.keys[k]) == 0)
+                luaL_error(L, "reduce.agg: output '%s' has the name of a group_by key", copy[i].out);
+    s->has_groupby = 1;
+    lua_settop(L, spec);
+}
+
+/* Runs under lua_cpcall: the job table's declarative parts, checked and copied to C. */
+static int read_declarations(lua_State *L)
+{
+    script *s = (script *)lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->job_ref);
+    int job = lua_gettop(L);
+    lua_getfield(L, job, "reduce");
+    if (lua_istable(L, -1)) read_declared_reduce(L, s);
+    else if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+        luaL_error(L, "reduce must be a function or a table { group_by = {...}, agg = {...} }, "
+                      "got %s", luaL_typename(L, -1));
+    lua_settop(L, job);
+    lua_getfield(L, job, "partition_by");
+    if (!lua_isnil(L, -1)) s->pkeys = read_names(L, s, "partition_by", &s->npkeys);
+    lua_settop(L, job);
+    for (const char *const *fn = (const char *const[]){"map", "combine", "partition", NULL}; *fn; fn++) {
+        lua_getfield(L, job, *fn);
+        if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
+            luaL_error(L, "%s must be a function, got %s", *fn, luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+const script_groupby *script_declared_groupby(const script *s)
+{
+    return s && s->has_groupby ? &s->groupby : NULL;
+}
+
+size_t script_partition_keys(const script *s, const char *const **keys)
+{
+    *keys = NULL;
+    if (!s) return 0;
+    if (s->npkeys > 0) {
+        *keys = s->pkeys;
+        return s->npkeys;
+    }
+    if (s->has_groupby) {
+        *keys = s->groupby.keys;
+        return s->groupby.nkeys;
+    }
+    return 0;
+}
+
 script *script_create(const char *path, const char *source, size_t source_len, mr_err *e)
 {
     script *s = (script *)calloc(1, sizeof *s);
@@ -638,7 +775,11 @@ script *script_create(const char *path, const char *source, size_t source_len, m
     }
     s->job_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, base);
-    if (!script_has(s, "map") && !script_has(s, "reduce")) {
+    if (lua_cpcall(L, read_declarations, s) != 0) {
+        mr_fail(e, MR_ESCRIPT, "%s: %s", path, lua_tostring(L, -1));
+        goto fail;
+    }
+    if (!script_has(s, "map") && !script_has(s, "reduce") && !s->has_groupby) {
         mr_fail(e, MR_ESCRIPT, "%s: the returned table has neither a map nor a reduce function", path);
         goto fail;
     }
@@ -656,6 +797,11 @@ void script_free(script *s)
 {
     if (!s) return;
     if (s->L) lua_close(s->L);
+    for (size_t i = 0; i < s->nstrs; i++) free(s->strs[i]);
+    free(s->strs);
+    free((void *)s->groupby.keys);
+    free((void *)s->groupby.aggs);
+    free(s->pkeys);
     free(s->path);
     free(s->dir);
     free(s);
@@ -848,6 +994,7 @@ frame *script_run_map(script *s, script_task *t, mr_err *e)
     rc = lua_pcall(L, 2, 1, base + 1);
     linput_close(L, base + 2);
     if (rc != 0) {
+        t->failed_record = s->track.err.code == MR_OK ? s->track.record : 0;
         report_error(s, "map", t, lua_tostring(L, -1), fn_where, e);
         goto done;
     }

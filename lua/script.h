@@ -54,6 +54,7 @@ typedef struct script_task {
     /* skipFailingRecords: record numbers (1-based, sorted) the input iterators skip
      * because map raised an error on them in an earlier attempt. */
     const uint64_t *skip_records;
+    const char *const *skip_reasons;   /* the error map raised on each, for on_bad */
     size_t nskip;
     /* filled when map raises an error while a record is current: its number, else 0 */
     uint64_t failed_record;

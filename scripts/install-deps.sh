@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_pkgs="build-essential cmake pkg-config libluajit-5.1-dev luajit libcjson-dev libcurl4-openssl-dev zlib1g-dev libdeflate-dev libssl-dev check"
-test_pkgs="bc gawk mawk awscli nodejs npm libdeflate-tools wget python3 zip unzip binutils clang"
+test_pkgs="bc gawk mawk awscli libdeflate-tools wget python3 zip unzip binutils clang time"
+# Node.js may come from elsewhere (NodeSource's nodejs bundles npm and conflicts with
+# Debian's npm package): install Debian's only when the commands are missing.
+command -v node >/dev/null 2>&1 || test_pkgs="$test_pkgs nodejs"
+command -v npm >/dev/null 2>&1 || test_pkgs="$test_pkgs npm"
 
 want="$build_pkgs"
 [ "${1:-}" = "--test" ] && want="$build_pkgs $test_pkgs"
@@ -24,9 +28,9 @@ fi
 
 if [ "${1:-}" = "--test" ]; then
   for d in tests/s3 tests/warcio; do
-    if [ -f "$d/package.json" ] && [ ! -d "$d/node_modules" ]; then
-      echo "npm install in $d" >&2
-      npm install --prefix "$d" --no-audit --no-fund --silent >/dev/null
+    if [ -f "$d/package-lock.json" ] && [ ! -d "$d/node_modules" ]; then
+      echo "npm ci in $d" >&2
+      npm ci --prefix "$d" --no-audit --no-fund --silent >/dev/null
     fi
   done
 fi
