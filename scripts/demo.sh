@@ -8,5 +8,5 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target luamr
 ./build/luamr run scripts/examples/warc_p90_by_language.json
 echo
-echo "== result (scripts/examples/out/p90_by_language.json):"
-cat scripts/examples/out/p90_by_language.json
+echo "== result (scripts/examples/out/warc_p90_by_language.json):"
+cat scripts/examples/out/warc_p90_by_language.json
