@@ -11,7 +11,9 @@
 // With --bucket-region every request gets what S3 answers when a bucket lives in another
 // region than the one signed for: 301 PermanentRedirect with x-amz-bucket-region: R.
 // Prints "PORT <n>" once listening; exits when stdin closes or on SIGTERM/SIGINT.
-// GET /__faultproxy/stats answers {"requests":..,"slowdowns":..,"cuts":..} (not forwarded).
+// GET /__faultproxy/stats answers {"requests":..,"slowdowns":..,"cuts":..,"parts":..} (not
+// forwarded); parts counts UploadPart requests (PUT with partNumber), so a test can tell
+// that an object went up as a multipart upload (s3rver's ETags do not show it).
 'use strict';
 
 const http = require('http');
@@ -47,7 +49,7 @@ function prng(seed) {
 
 const opts = parseArgs(process.argv.slice(2));
 const random = prng(opts.seed);
-const stats = { requests: 0, slowdowns: 0, cuts: 0 };
+const stats = { requests: 0, slowdowns: 0, cuts: 0, parts: 0 };
 const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
 function slowDown(req, res) {
@@ -92,6 +94,7 @@ const server = http.createServer((req, res) => {
     return;
   }
   stats.requests++;
+  if (req.method === 'PUT' && /[?&]partNumber=/.test(req.url)) stats.parts++;
   if (opts.bucketRegion) {
     wrongRegion(req, res);
     return;
