@@ -29,7 +29,8 @@ if [ "$size" = large ]; then
   for l in en de es fr id it ja pt zh-cn; do pkgs="$pkgs debian-reference-$l"; done
   pkgs="$pkgs installation-guide-amd64"
 fi
-missing=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $pkgs 2>/dev/null \
+# dpkg-query fails for packages it has never seen: that is what we are asking about.
+missing=$( (dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $pkgs 2>/dev/null || true) \
   | awk '$1 == "ii" { print $2 }' | sort | comm -13 - <(tr ' ' '\n' <<<"$pkgs" | sort))
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
