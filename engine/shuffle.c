@@ -14,6 +14,8 @@ mr_code shuffle_assign(const frame *f, const char *const *keys, size_t nkeys, in
     const frame_col *cols[nkeys ? nkeys : 1];
     uint64_t h[SHUFFLE_BLOCK];
     size_t n = frame_nrows(f);
+    MR_CHECK(nparts >= 1, e, MR_EINVAL, "partitioning map output: %d partitions (at least 1)",
+             nparts);
     for (size_t k = 0; k < nkeys; k++) {
         cols[k] = frame_col_by_name(f, keys[k]);
         MR_CHECK(cols[k], e, MR_ENOTFOUND,
@@ -66,8 +68,10 @@ mr_code shuffle_write(const frame *f, const char *local_path, int level, int npa
     if (!w) return e->code;
     mr_code code = imf_writer_set_nparts(w, nparts, e);
     if (code == MR_OK)
-        code = nparts == 1 ? imf_writer_add(w, f, 0, e)
-                           : shuffle_write_parts(w, f, nparts, keys, nkeys, e);
+        /* no rows: nothing to route, and a map that output nothing may lack the keys */
+        code = nparts == 1 || frame_nrows(f) == 0
+                   ? imf_writer_add(w, f, 0, e)
+                   : shuffle_write_parts(w, f, nparts, keys, nkeys, e);
     if (code == MR_OK) code = imf_writer_close(w, e);
     imf_writer_free(w);
     return code;

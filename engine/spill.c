@@ -36,6 +36,8 @@ typedef struct spill_ctx {
     size_t nkeys;
     const groupby_agg *aggs;
     size_t naggs;
+    frame *schema;         /* no rows: the sources' columns, int64 widened to float64 where
+                              any source has float64 (what appending them all would give) */
     groupby_agg *fold;     /* aggregates whose groupby_merge output is a partial frame again;
                               NULL when one has no such rewrite (the accumulator then just
                               grows until it spills) */
@@ -124,6 +126,7 @@ static mr_code spill_plan_fold(spill_ctx *cx, mr_err *e)
 
 static void spill_ctx_free(spill_ctx *cx)
 {
+    frame_free(cx->schema);
     for (size_t i = 0; i < cx->nfold_names; i++) free(cx->fold_names[i]);
     free(cx->fold_names);
     free(cx->fold);
@@ -145,6 +148,48 @@ static mr_code spill_work_reserve(spill_ctx *cx, size_t n, mr_err *e)
     if (p) cx->part = p;
     MR_CHECK(p, e, MR_ENOMEM, "spill: out of memory for %zu rows of work arrays", cap);
     cx->work_cap = cap;
+    return MR_OK;
+}
+
+/* A mapper whose values were all whole numbers wrote int64 columns where another wrote
+ * float64. Appending would widen them, but a spill file keeps the schema of its first
+ * frame, so every frame is brought to the widest types up front, before anything spills. */
+static mr_code spill_plan_schema(spill_ctx *cx, const char *const *paths, size_t n, mr_err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        imf_reader *r = imf_reader_open(paths[i], e);
+        if (!r) return e ? e->code : MR_EIO;
+        mr_code rc = MR_OK;
+        if (!cx->schema) {
+            if (!(cx->schema = frame_empty_like(imf_reader_schema(r), e))) rc = MR_ENOMEM;
+        } else if ((rc = frame_append_frame(cx->schema, imf_reader_schema(r), e)) != MR_OK) {
+            mr_wrap(e, "spill: %s: ", paths[i]);
+        }
+        imf_reader_free(r);
+        MR_TRY(rc);
+    }
+    return MR_OK;
+}
+
+/* Gives *g the columns and types of cx->schema (a copy only when they differ). */
+static mr_code spill_conform(spill_ctx *cx, frame **g, mr_err *e)
+{
+    const frame *t = cx->schema;
+    int same = frame_ncols(*g) == frame_ncols(t);
+    for (size_t i = 0; same && i < frame_ncols(t); i++) {
+        const frame_col *tc = frame_col_at(t, i), *gc = frame_col_by_name(*g, tc->name);
+        same = gc && gc->type == tc->type;
+    }
+    if (same) return MR_OK;
+    frame *c = frame_empty_like(t, e);
+    if (!c) return e ? e->code : MR_ENOMEM;
+    mr_code rc = frame_append_frame(c, *g, e);
+    if (rc != MR_OK) {
+        frame_free(c);
+        return mr_wrap(e, "spill: ");
+    }
+    frame_free(*g);
+    *g = c;
     return MR_OK;
 }
 
@@ -320,11 +365,15 @@ static mr_code spill_level(spill_ctx *cx, const spill_source *src, int depth, in
             rc = e ? e->code : MR_EIO;
             break;
         }
-        if (!acc && !w && !(acc = frame_empty_like(imf_reader_schema(r), e))) rc = MR_ENOMEM;
+        if (!acc && !w && !(acc = frame_empty_like(cx->schema, e))) rc = MR_ENOMEM;
         while (rc == MR_OK) {
             frame *g = NULL;
             rc = imf_reader_next(r, src->partition, &g, e);
             if (rc != MR_OK || !g) break;
+            if ((rc = spill_conform(cx, &g, e)) != MR_OK) {
+                frame_free(g);
+                break;
+            }
             if (w) {
                 rc = spill_write(cx, w, g, depth, counts, e);
                 frame_free(g);
@@ -392,6 +441,7 @@ mr_code spill_groupby_merge(const char *const *paths, size_t n, int partition,
                     .budget = budget, .scratch = scratch_dir ? scratch_dir : ".",
                     .emit = emit, .ud = ud, .st = st};
     mr_code rc = spill_plan_fold(&cx, e);
+    if (rc == MR_OK) rc = spill_plan_schema(&cx, paths, n, e);
     spill_source top = {.paths = paths, .n = n, .partition = partition};
     /* Without keys there is one group, which no partitioning can split. */
     if (rc == MR_OK) rc = spill_level(&cx, &top, 0, nkeys > 0 && budget > 0, e);

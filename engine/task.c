@@ -343,7 +343,9 @@ static mr_code task_map(const config *c, script *s, const task_spec *t, task_res
         out = combined;
     }
     const script_groupby *g = script_declared_groupby(s);
-    if (g) {   /* the engine's combiner: partial aggregates, finished by the reducers */
+    /* the engine's combiner: partial aggregates, finished by the reducers (a map that
+     * output nothing has no columns to aggregate, and nothing to combine) */
+    if (g && (frame_nrows(out) > 0 || frame_ncols(out) > 0)) {
         frame *partial = groupby_partial(out, g->keys, g->nkeys, g->aggs, g->naggs, e);
         frame_free(out);
         if (!partial) return mr_wrap(e, "combining map output: ");

@@ -59,3 +59,22 @@ PY
 sort "$TMP/got2.csv" >"$TMP/got2s.csv"
 compare_numeric "$TMP/want.csv" "$TMP/got2s.csv" "3 reducers, one JSON document"
 pass "a script reduce over 3 reducers with partition_by and splits merges into one JSON document"
+
+# A mapper whose input is empty outputs a frame without columns: with several reducers
+# and the engine's combiner, it simply contributes nothing.
+echo "k,v,d" >"$TMP/in/empty.csv"
+cat >"$TMP/decl_empty.lua" <<'LUA'
+return {
+  map = function(input, ctx)
+    local f = input:frame()
+    if #f == 0 then return nil end
+    return f
+  end,
+  reduce = { group_by = "k", agg = { n = count(), s = sum("v"), p90 = quantile("d", 0.9) } },
+}
+LUA
+mk decl_empty.lua 2 csv parts2/ >"$TMP/j3.json"
+expect_status 0 run "$TMP/j3.json"
+tail -q -n +2 "$TMP"/parts2/*.csv | awk -F, '{printf "%s,%s,%s,%.10g\n", $1, $2, $3, $4}' | sort >"$TMP/got3.csv"
+compare_numeric "$TMP/want.csv" "$TMP/got3.csv" "an empty mapper among 2 reducers"
+pass "a mapper with no output (no columns) among 2 reducers and the engine's combiner"
