@@ -370,6 +370,7 @@ static mr_code spill_level(spill_ctx *cx, const spill_source *src, int depth, in
             frame *g = NULL;
             rc = imf_reader_next(r, src->partition, &g, e);
             if (rc != MR_OK || !g) break;
+            if (depth == 0) cx->st->rows_in += frame_nrows(g);
             if ((rc = spill_conform(cx, &g, e)) != MR_OK) {
                 frame_free(g);
                 break;

@@ -16,6 +16,7 @@
 #include "mr_error.h"
 
 typedef struct spill_stats {
+    uint64_t rows_in;          /* partial rows read from the intermediates */
     uint64_t spilled_rows;     /* rows written to spill files */
     uint64_t spilled_bytes;    /* bytes of spill files */
     int spill_files;

@@ -454,6 +454,7 @@ static mr_code task_reduce_declared(const config *c, const script_groupby *g,
     }
     free(paths);
     r->spilled_bytes = st.spilled_bytes;
+    r->records_in = st.rows_in;
     return code;
 }
 

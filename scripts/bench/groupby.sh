@@ -5,12 +5,7 @@
 # Prints medians of $RUNS runs and the ratio (< 1 means luamr is faster).
 . "$(dirname "$0")/lib.sh.inc"
 ROWS=${ROWS:-20000000}
-csv="$DATA/groupby-$ROWS.csv"
-if [ ! -f "$csv" ]; then
-  echo "generating $csv ..." >&2
-  mawk -v n="$ROWS" 'BEGIN { srand(1); print "k1,k2,i,f";
-    for (r = 0; r < n; r++) printf "key_%d,k2_%d,%d,%.6f\n", int(rand()*1000), int(rand()*100), int(rand()*1000000), rand()*1000 }' >"$csv"
-fi
+csv=$(groupby_csv "$ROWS")   # made on first use (lib.sh.inc)
 build_luamr
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cat >"$work/gb.lua" <<'LUA'
