@@ -1357,7 +1357,8 @@ static mr_code rd_stage_add(rd_stage *s, const char *p, size_t n, uint64_t off, 
 /* Re-splits staged record i into the field arrays. */
 static int rd_stage_scan(reader *r, rd_stage *s, size_t i, mr_err *e)
 {
-    const char *p = s->bytes + s->start[i];
+    /* only empty records staged: no bytes were ever allocated (NULL + 0 is undefined) */
+    const char *p = s->bytes ? s->bytes + s->start[i] : "";
     size_t n = s->start[i + 1] - s->start[i], raw_len;
     if (rd_csv_scan(r, p, p + n, 1, &raw_len) == RD_SCAN_NOMEM || rd_csv_unescape(r, n) < 0) {
         mr_fail(e, MR_ENOMEM, "%s: out of memory", r->uri);

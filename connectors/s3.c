@@ -59,8 +59,10 @@ static void s3_share_unlock(CURL *h, curl_lock_data d, void *ud)
 /* Handles a forked child inherited: their sockets are the parent's too, so the child must
  * neither use nor close them (a TLS close_notify would break the parent's connection).
  * Kept reachable here rather than leaked. */
-static CURL *s3_inherited[S3_POOL_MAX * 4];
-static CURLSH *s3_inherited_share[4];
+/* volatile: nothing reads these arrays, so the compiler would drop the stores (and the
+ * arrays) and leave the handles unreachable after all (valgrind: definitely lost). */
+static CURL *volatile s3_inherited[S3_POOL_MAX * 4];
+static CURLSH *volatile s3_inherited_share[4];
 static int s3_ninherited, s3_ninherited_share;
 
 static void s3_atfork_child(void)
@@ -354,6 +356,17 @@ mr_code s3_parse_uri(const char *uri, char **bucket, char **key, mr_err *e)
     const char *slash = strchr(b, '/');
     size_t blen = slash ? (size_t)(slash - b) : strlen(b);
     MR_CHECK(blen > 0, e, MR_EINVAL, "'%s': no bucket name after s3://", uri);
+    /* S3 keys are not paths: "a/../b" is a key of its own, yet a folder-style reader
+     * (and some S3-compatible servers) would take it as "b". Refuse it instead of reading
+     * or writing an object the user did not mean. */
+    for (const char *k = slash ? slash + 1 : b + blen; *k;) {
+        size_t n = strcspn(k, "/");
+        MR_CHECK(!(n == 2 && k[0] == '.' && k[1] == '.'), e, MR_EINVAL,
+                 "'%s': the key has a '..' segment; S3 keys are names, not paths, so '..' "
+                 "would not mean the parent folder (write the key without it)", uri);
+        k += n;
+        if (*k == '/') k++;
+    }
     *bucket = strndup(b, blen);
     *key = strdup(slash ? slash + 1 : "");
     if (!*bucket || !*key) {

@@ -564,6 +564,36 @@ static mr_code check_rules(pctx *p)
     return MR_OK;
 }
 
+/* S3 keys are names, not paths: "s3://b/data/../x" (also what a relative "../x" in a
+ * config on S3 resolves to) is a key of its own, not "s3://b/x". Refused here, naming the
+ * field, before anything runs (the S3 connector refuses such keys too). */
+static mr_code check_s3_key(pctx *p, const char *field, const char *uri)
+{
+    if (!uri || strncmp(uri, "s3://", 5) != 0) return MR_OK;
+    for (const char *k = uri + 5; *k;) {
+        size_t n = strcspn(k, "/");
+        if (n == 2 && k[0] == '.' && k[1] == '.')
+            return bad(p, field, "'%s' has a '..' segment: S3 keys are names, not paths, so it "
+                       "would not mean the parent folder (write the full key; a relative path "
+                       "in a config on S3 cannot climb above the config's folder)", uri);
+        k += n;
+        if (*k == '/') k++;
+    }
+    return MR_OK;
+}
+
+static mr_code check_s3_keys(pctx *p)
+{
+    const config *c = p->c;
+    MR_TRY(check_s3_key(p, "script", c->script));
+    for (size_t i = 0; i < c->nmanifest; i++)
+        MR_TRY(check_s3_key(p, "readConnector.manifest", c->manifest[i]));
+    MR_TRY(check_s3_key(p, "readConnector.manifestFile", c->manifest_file));
+    MR_TRY(check_s3_key(p, "intermediate.location", c->intermediate));
+    MR_TRY(check_s3_key(p, "writeConnector.location", c->write_location));
+    return check_s3_key(p, "errorConnector.location", c->error_location);
+}
+
 static mr_code parse_root(pctx *p, const cJSON *root)
 {
     static const char *const KEYS[] = {"name", "description", "script", "taskMode",
@@ -579,6 +609,9 @@ static mr_code parse_root(pctx *p, const cJSON *root)
         if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
             return bad(p, "name", "expected letters, digits, '-', '_' or '.' (it names "
                        "folders), got '%s'", c->name);
+    if (c->name[0] == '.' || !c->name[0])
+        return bad(p, "name", "cannot be empty or start with '.' (it names folders such as "
+                   ".luamr/<name>; '..' would be the config's own folder), got '%s'", c->name);
     MR_TRY(get_string(p, root, "description", "", &c->description));
     MR_TRY(get_string(p, root, "script", "", &c->script));
     if (!c->script) return bad(p, "script", "required (the path of the job's Lua script)");
@@ -598,6 +631,7 @@ static mr_code parse_root(pctx *p, const cJSON *root)
     int attempts_set = 0, memory_set = 0;
     MR_TRY(parse_compute(p, root, &attempts_set, &memory_set));
     MR_TRY(apply_defaults(p, attempts_set, memory_set));
+    MR_TRY(check_s3_keys(p));
     return check_rules(p);
 }
 

@@ -62,6 +62,10 @@ enum { FILTER_NONE = 0, FILTER_SHUFFLE = 1 };
 #define PENDING_MAX ((size_t)64 << 20)
 /* Dictionary encoding of strings is abandoned past this many distinct values. */
 #define DICT_MAX 65536
+/* DEFLATE expands at most 1032 times (a 258-byte match in 2 bits): a block claiming more
+ * raw bytes than that is damaged, and refusing it bounds every allocation a row count
+ * drives to about 1032 times the file's size. */
+#define INFLATE_MAX_RATIO 1032u
 
 static const char *block_name(int kind)
 {
@@ -1032,7 +1036,8 @@ static mr_code next_block(bctx *b, int kind_a, int kind_b, blockv *v, mr_err *e)
         v->filter > FILTER_SHUFFLE || v->width > 16 ||
         (v->codec == CODEC_STORED && v->stored_len != v->raw_len) ||
         (v->filter == FILTER_SHUFFLE && (v->raw_len % 8) != 0) ||
-        v->raw_len > SIZE_MAX / 2)
+        v->raw_len > SIZE_MAX / 2 ||
+        (v->codec == CODEC_DEFLATE && v->raw_len / INFLATE_MAX_RATIO > v->stored_len + 1))
         return corrupt(r, e, at, "group %zu, column '%s': expected a %s block, found kind %d "
                        "codec %d filter %d width %d", b->group, b->col, expect, v->kind,
                        v->codec, v->filter, v->width);
@@ -1113,6 +1118,9 @@ static mr_code read_values8(bctx *b, size_t n, int decode, const uint8_t **data,
         return MR_OK;
     }
     const uint8_t *planes[8];
+    /* n comes from the footer: the first plane's size vouches for it before it sizes buffers */
+    if (v.width != 1 || v.filter != FILTER_NONE || v.raw_len != n)
+        return bad_size(b, &v, e, "size does not match the row count");
     if (decode)
         MR_CHECK(ibuf_ensure(&r->shuf, n * 8) == MR_OK && ibuf_ensure(&r->blk[1], n * 8) == MR_OK,
                  e, MR_ENOMEM, "imf %s: out of memory", r->path);
@@ -1308,6 +1316,9 @@ frame *imf_read_all(const char *local_path, int partition, mr_err *e)
     frame *f = frame_empty_like(r->schema, e);
     if (!f) goto fail;
     uint64_t rows = imf_reader_rows(r, partition);
+    /* The footer's row counts are only checked against the blocks as the groups are read:
+     * reserve no more than the file could hold (read_column grows the columns past it). */
+    if (rows / INFLATE_MAX_RATIO > r->size) rows = r->size * INFLATE_MAX_RATIO;
     for (size_t j = 0; j < frame_ncols(f); j++) {
         if (frame_col_reserve(frame_col_at(f, j), (size_t)rows, 0) != MR_OK) {
             mr_fail(e, MR_ENOMEM, "imf %s: out of memory for %llu rows", local_path,

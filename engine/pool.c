@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct pool_worker {
@@ -14,6 +15,8 @@ typedef struct pool_worker {
     int to_fd, from_fd;     /* task numbers out, results in */
     int task;               /* running task, -1 when idle */
     int attempt;
+    double started;         /* when the running task was handed out (monotonic seconds) */
+    int overdue;            /* killed by the watchdog: past task_timeout and its grace */
 } pool_worker;
 
 typedef struct pool_state {
@@ -25,6 +28,13 @@ typedef struct pool_state {
     int failed_task;
     task_result failure;
 } pool_state;
+
+static double pool_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
 
 static int pool_write_all(int fd, const void *buf, size_t n)
 {
@@ -93,15 +103,31 @@ static int pool_spawn(pool_state *ps, pool_worker *w, mr_err *e)
     w->to_fd = down[1];
     w->from_fd = up[0];
     w->task = -1;
+    w->overdue = 0;
     return MR_OK;
 }
 
-static void pool_reap(pool_worker *w, char *why, size_t n)
+static void pool_reap(const pool_job *job, pool_worker *w, char *why, size_t n)
 {
     int status = 0;
+    char name[512];
+    size_t k;
+    if (job->describe) job->describe(job->ud, w->task, name, sizeof name);
+    else snprintf(name, sizeof name, "task %d", w->task);
+    k = (size_t)snprintf(why, n, "%s: ", name);
+    if (k < n) {
+        why += k;
+        n -= k;
+    }
     close(w->to_fd);
     close(w->from_fd);
-    if (waitpid(w->pid, &status, 0) > 0 && WIFSIGNALED(status)) {
+    if (waitpid(w->pid, &status, 0) > 0 && w->overdue) {
+        snprintf(why, n, "the task exceeded its time limit (taskTimeoutSeconds %g) and was still "
+                 "running %.1f s later, inside a C function where the script's own time check "
+                 "cannot stop it (a long pattern match, sort or join); worker process %d was "
+                 "killed", job->task_timeout, pool_now() - w->started - job->task_timeout,
+                 (int)w->pid);
+    } else if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         snprintf(why, n, "worker process %d was killed by signal %d (%s)%s", (int)w->pid, sig,
                  strsignal(sig), sig == SIGKILL ? "; out of memory, or killed from outside" : "");
@@ -135,6 +161,7 @@ static mr_code pool_dispatch(pool_state *ps, pool_worker *w, mr_err *e)
     if (w->pid <= 0) MR_TRY(pool_spawn(ps, w, e));
     w->task = task;
     w->attempt = msg[1];
+    w->started = pool_now();
     ps->running++;
     if (pool_write_all(w->to_fd, msg, sizeof msg) != 0) {
         /* The worker is gone already; the read side reports it. */
@@ -151,13 +178,31 @@ static void pool_collect(pool_state *ps, pool_worker *w)
         memset(r, 0, sizeof *r);
         strcpy(r->counters, "{}");
         r->failed = 1;
-        r->code = MR_EIO;
-        pool_reap(w, r->error, sizeof r->error);
+        r->code = w->overdue ? MR_ETIMEOUT : MR_EIO;
+        pool_reap(ps->job, w, r->error, sizeof r->error);
+    } else if (w->overdue) {   /* it answered just as the watchdog killed it */
+        char ignored[256];
+        pool_reap(ps->job, w, ignored, sizeof ignored);
     }
     w->task = -1;
     ps->running--;
     pool_finish(ps, task, attempt, r);
     free(r);
+}
+
+/* Kills the workers whose task overran its limit by more than the grace period; the
+ * next poll sees their pipe close and pool_collect reports the timeout. */
+static void pool_watchdog(pool_state *ps)
+{
+    const pool_job *job = ps->job;
+    if (job->task_timeout <= 0) return;
+    double limit = job->task_timeout + POOL_TIMEOUT_GRACE + job->task_timeout / 10, now = pool_now();
+    for (int i = 0; i < job->workers; i++) {
+        pool_worker *w = &ps->w[i];
+        if (w->task < 0 || w->pid <= 0 || w->overdue || now - w->started < limit) continue;
+        w->overdue = 1;
+        kill(w->pid, SIGKILL);
+    }
 }
 
 static mr_code pool_loop(pool_state *ps, mr_err *e)
@@ -183,6 +228,7 @@ static mr_code pool_loop(pool_state *ps, mr_err *e)
         if (k < 0 && errno != EINTR) { free(fds); return mr_fail(e, MR_EIO, "poll: %s", strerror(errno)); }
         for (int i = 0; i < nfds; i++)
             if (fds[i].revents) pool_collect(ps, &ps->w[i]);
+        pool_watchdog(ps);
         if (job->tick) job->tick(job->ud);
     }
     free(fds);

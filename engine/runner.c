@@ -1,6 +1,7 @@
 #include "runner.h"
 
 #include <cjson/cJSON.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,6 +292,18 @@ static char *runner_event(void *ud, int task)
     return text;
 }
 
+/* "map task 3 (in/a.csv)", for messages about a task whose worker died. */
+static void runner_describe_task(void *ud, int task, char *buf, size_t n)
+{
+    run *r = ud;
+    if (r->phase == TASK_MAP) {
+        int index = runner_todo ? runner_todo[task] : task;
+        snprintf(buf, n, "map task %d (%s)", index, r->p.inputs[index].uri);
+    } else {
+        snprintf(buf, n, "%s task %d", task_kind_name(r->phase), task);
+    }
+}
+
 static mr_code runner_lambda(run *r, int ntasks, int workers, int attempts, mr_err *e)
 {
     const char *fn = r->o->function ? r->o->function : r->c->function;
@@ -331,7 +344,8 @@ static mr_code runner_pool(run *r, task_kind phase, int ntasks, mr_err *e)
                              attempts, e);
     } else {
         if (workers > ntasks) workers = ntasks;
-        pool_job job = {ntasks, workers, attempts, runner_worker_run, runner_task_done, runner_tick, r};
+        pool_job job = {ntasks, workers, attempts, runner_worker_run, runner_task_done, runner_tick, r,
+                        r->c->task_timeout, runner_describe_task};
         code = pool_run(&job, e);
     }
     runner_progress(r, 1);
@@ -402,7 +416,10 @@ static void runner_worker_run(void *ud, int task, int attempt, task_result *res)
         snprintf(res->error, sizeof res->error, "%s", e.msg);
     } else {
         task_run(r->c, r->s, &t, res);
-        if (res->failed) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s task %d ", task_kind_name(t.kind), t.index);
+        /* script errors name the task (and record) already */
+        if (res->failed && strncmp(res->error, prefix, strlen(prefix)) != 0) {
             char msg[MR_ERR_MSG_MAX];
             if (t.input)
                 snprintf(msg, sizeof msg, "%s task %d (%s): %s", task_kind_name(t.kind), t.index,
@@ -543,15 +560,36 @@ static void runner_print_head(run *r)
     free(uri);
 }
 
-static void runner_make_run_id(run *r)
+/* A run id names a folder under intermediate.location and errorConnector.location (and
+ * comes from the command line or a Lambda event): one plain path segment, so that it can
+ * neither climb out with "..", nor nest, nor be cut short silently. */
+static mr_code runner_check_run_id(const char *id, const char *what, mr_err *e)
 {
+    size_t n = strlen(id);
+    MR_CHECK(n > 0 && n < sizeof ((run *)0)->run_id, e, MR_EINVAL,
+             "%s '%s': a run id is 1 to %zu characters", what, id, sizeof ((run *)0)->run_id - 1);
+    MR_CHECK(id[0] != '.', e, MR_EINVAL,
+             "%s '%s': a run id cannot start with '.' (it names a folder; '..' would climb "
+             "out of the intermediate and error folders)", what, id);
+    for (const char *p = id; *p; p++)
+        MR_CHECK(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.', e, MR_EINVAL,
+                 "%s '%s': a run id is letters, digits, '-', '_' and '.' (it names a folder), "
+                 "not '%c'", what, id, *p);
+    return MR_OK;
+}
+
+static mr_code runner_make_run_id(run *r, mr_err *e)
+{
+    if (r->o->from_run) MR_TRY(runner_check_run_id(r->o->from_run, "--from-run", e));
     if (r->o->resume) {
+        MR_TRY(runner_check_run_id(r->o->resume, "--resume", e));
         snprintf(r->run_id, sizeof r->run_id, "%s", r->o->resume);
-        return;
+        return MR_OK;
     }
     if (r->o->run_id) {
+        MR_TRY(runner_check_run_id(r->o->run_id, "--run-id", e));
         snprintf(r->run_id, sizeof r->run_id, "%s", r->o->run_id);
-        return;
+        return MR_OK;
     }
     time_t now = time(NULL);
     struct tm tm;
@@ -559,6 +597,7 @@ static void runner_make_run_id(run *r)
     strftime(r->run_id, sizeof r->run_id, "%Y%m%dT%H%M%SZ", &tm);
     snprintf(r->run_id + strlen(r->run_id), sizeof r->run_id - strlen(r->run_id), "-%d",
              (int)getpid());
+    return MR_OK;
 }
 
 /* dry-run: the destinations move under out_dir. */
@@ -596,7 +635,7 @@ static mr_code runner_prepare(run *r, mr_err *e)
     MR_TRY(code);
     r->output = strdup(r->c->write_location ? r->c->write_location : "output/");
     if (r->o->dry_run) MR_TRY(runner_redirect_dry_run(r, e));
-    runner_make_run_id(r);
+    MR_TRY(runner_make_run_id(r, e));
     r->nreducers = r->c->reducers > 0 ? r->c->reducers : 1;
     r->run_dir = storage_join(r->c->intermediate, r->run_id);
     r->error_dir = storage_join(r->c->error_location, r->run_id);

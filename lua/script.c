@@ -35,6 +35,7 @@ struct script {
     linput_track track;
     unsigned epoch;
     int timed_out;
+    char timeout_msg[512];  /* where the deadline caught the script, raised from then on */
     int jit_off;
     int emit_ref;           /* ctx:emit's frame for the running task, or LUA_NOREF */
     /* the declarative reduce and the partition keys, copied out of the Lua state */
@@ -272,6 +273,43 @@ static int l_load(lua_State *L)
     return 1;
 }
 
+/* xpcall(f, handler, ...) that runs the handler after the error has unwound rather than
+ * at the point of the error. LuaJIT calls a message handler with hooks off when the error
+ * was raised by a hook, so a handler that loops after a timeout would run out of the
+ * deadline's reach. Without `debug` a handler cannot inspect the failed stack anyway.
+ * In Lua, with pcall, so that f may still yield. Past the deadline the hook raises on the
+ * first instruction after pcall(h, ...) returns, so the timeout is not swallowed here. */
+static const char xpcall_src[] =
+    "local pcall, type, error = pcall, type, error\n"
+    "local function finish(h, ok, ...)\n"
+    "  if ok then return true, ... end\n"
+    "  local hok, v = pcall(h, (...))\n"
+    "  if hok then return false, v end\n"
+    "  return false, 'error in error handling'\n"
+    "end\n"
+    "return function(f, h, ...)\n"
+    "  if type(h) ~= 'function' then\n"
+    "    error(\"bad argument #2 to 'xpcall' (function expected, got \" .. type(h) .. ')', 2)\n"
+    "  end\n"
+    "  return finish(h, pcall(f, ...))\n"
+    "end\n";
+
+/* getmetatable that keeps the engine's userdata metatables (frames, inputs, WARC records)
+ * to the engine: a script could otherwise call their __gc by hand or replace it with a
+ * Lua function, which LuaJIT runs with hooks off. upvalue 1: the original. */
+static int l_getmetatable(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    if (lua_type(L, 1) == LUA_TUSERDATA) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
 static int valid_module_name(const char *n)
 {
     if (!*n || *n == '.') return 0;
@@ -474,8 +512,10 @@ static void sandbox_os_io(lua_State *L)
 
 static void sandbox_globals(lua_State *L)
 {
+    /* newproxy: userdata with a script-set __gc, which LuaJIT runs with hooks off, out of
+     * the deadline's reach */
     static const char *const removed[] = {"dofile", "loadfile", "jit", "module", "package",
-                                          "debug", "ffi", NULL};
+                                          "debug", "ffi", "newproxy", NULL};
     for (int i = 0; removed[i]; i++) {
         lua_pushnil(L);
         lua_setglobal(L, removed[i]);
@@ -484,6 +524,12 @@ static void sandbox_globals(lua_State *L)
     lua_setglobal(L, "load");
     lua_pushcfunction(L, l_load);
     lua_setglobal(L, "loadstring");
+    if (luaL_loadbuffer(L, xpcall_src, sizeof xpcall_src - 1, "=xpcall") != 0) lua_error(L);
+    lua_call(L, 0, 1);
+    lua_setglobal(L, "xpcall");
+    lua_getglobal(L, "getmetatable");
+    lua_pushcclosure(L, l_getmetatable, 1);
+    lua_setglobal(L, "getmetatable");
     lua_newtable(L);
     lua_pushcclosure(L, l_require, 1);
     lua_setglobal(L, "require");
@@ -627,6 +673,18 @@ static const char **read_names(lua_State *L, script *s, const char *what, size_t
     return out;
 }
 
+/* Is the value at the top of the stack {}? ({ key = "k" } is not: read as a list of names
+ * it would silently mean "no keys", one row over everything.) */
+static int empty_table(lua_State *L)
+{
+    int empty;
+    if (!lua_istable(L, -1)) return 0;
+    lua_pushnil(L);
+    empty = !lua_next(L, -2);
+    if (!empty) lua_pop(L, 2);
+    return empty;
+}
+
 /* reduce = { group_by = {...}, agg = {...} } */
 static void read_declared_reduce(lua_State *L, script *s)
 {
@@ -638,7 +696,7 @@ static void read_declared_reduce(lua_State *L, script *s)
         lua_pop(L, 1);
         lua_newtable(L);   /* no keys: one row over everything */
     }
-    if (lua_istable(L, -1) && lua_objlen(L, -1) == 0) {
+    if (empty_table(L)) {
         s->groupby.keys = NULL;
         s->groupby.nkeys = 0;
     } else {
@@ -830,11 +888,15 @@ static void deadline_hook(lua_State *L, lua_Debug *ar)
         if (wall_now() < s->task->deadline) return;
         s->timed_out = 1;
         lua_sethook(L, deadline_hook, LUA_MASKCOUNT, SCRIPT_HOOK_EXPIRED_COUNT);
+        /* The line the runaway code was on. Later raises (after a pcall caught this one)
+         * repeat it, so the report names the loop rather than the pcall around it. */
+        if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+            snprintf(s->timeout_msg, sizeof s->timeout_msg, "%s:%d: task exceeded its time limit",
+                     ar->short_src, ar->currentline);
+        else
+            snprintf(s->timeout_msg, sizeof s->timeout_msg, "task exceeded its time limit");
     }
-    if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
-        lua_pushfstring(L, "%s:%d: task exceeded its time limit", ar->short_src, ar->currentline);
-    else
-        lua_pushliteral(L, "task exceeded its time limit");
+    lua_pushstring(L, s->timeout_msg);
     lua_error(L);
 }
 
@@ -847,6 +909,7 @@ static void task_begin(script *s, script_task *t)
     s->track.record = 0;
     mr_err_clear(&s->track.err);
     s->timed_out = 0;
+    s->timeout_msg[0] = '\0';
     s->emit_ref = LUA_NOREF;
     if (t->deadline > 0) {
         /* compiled traces never call hooks: drop them and interpret this task */
@@ -888,8 +951,13 @@ static void report_error(script *s, const char *kind, const script_task *t, cons
     mr_code code = MR_ESCRIPT;
     char where[768];
     size_t n;
-    if (s->timed_out) code = MR_ETIMEOUT;
-    else if (s->track.err.code != MR_OK) code = s->track.err.code;
+    if (s->timed_out) {
+        code = MR_ETIMEOUT;
+        /* the timeout may surface as what it broke ("error in error handling") */
+        if (!msg || !strstr(msg, "time limit")) msg = s->timeout_msg;
+    } else if (s->track.err.code != MR_OK) {
+        code = s->track.err.code;
+    }
     if (strcmp(kind, "map") == 0) {
         uint64_t rec = s->track.record ? s->track.record : t->records_in;
         if (rec)

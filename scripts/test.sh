@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds luamr and runs every test: the Check unit tests and the end-to-end tests
 # (including S3 against a local S3-compatible server), then the same suite built with
-# AddressSanitizer and UndefinedBehaviorSanitizer. Installs what is missing first.
+# AddressSanitizer and UndefinedBehaviorSanitizer, then a short run of every libFuzzer
+# target (scripts/fuzz-ci.sh). Installs what is missing first.
+# LUAMR_SKIP_SANITIZE=1 skips the sanitizer suite, LUAMR_SKIP_FUZZ=1 the fuzz run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh --test
@@ -20,4 +22,8 @@ if [ "${LUAMR_SKIP_SANITIZE:-0}" != "1" ]; then
   echo "== ASan + UBSan build: the same suite"
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     LUAMR_SANITIZED=1 run_suite build-asan -DLUAMR_SANITIZE=ON
+fi
+if [ "${LUAMR_SKIP_FUZZ:-0}" != "1" ]; then
+  echo "== fuzz: every libFuzzer target for a few seconds (LUAMR_SKIP_FUZZ=1 skips it)"
+  bash scripts/fuzz-ci.sh
 fi

@@ -1362,6 +1362,309 @@ START_TEST(test_runaway_guard)
 }
 END_TEST
 
+/* skipFailingRecords: the rerun of a map skips the records an earlier attempt failed on,
+ * and reports each to on_bad with the error map raised. */
+START_TEST(test_skip_records)
+{
+    script *s = load_script("skip.lua",
+        "return { map = function(input, ctx)\n"
+        "  local f = frame.new{ {'line', 'string'} }\n"
+        "  for line in input:lines() do\n"
+        "    if line:sub(1, 3) == 'bad' then error('cannot handle ' .. line) end\n"
+        "    f:append{ line = line }\n"
+        "  end\n"
+        "  return f\n"
+        "end }\n");
+    char *in = write_tmp("skip.txt", "ok1\nbad\nok2\nok3\n");
+    script_task t;
+    capture c;
+    mr_err e;
+    /* first attempt: map fails on record 2 */
+    task_init(&t, &c, "map", in, "lines");
+    ck_assert_ptr_null(script_run_map(s, &t, &e));
+    ck_assert_int_eq(e.code, MR_ESCRIPT);
+    ck_assert_uint_eq(t.failed_record, 2);
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", e.msg);
+    ck_assert_msg(strstr(reason, "cannot handle bad") != NULL, "%s", reason);
+
+    /* rerun skipping it */
+    uint64_t skip[] = {2};
+    const char *reasons[] = {reason};
+    task_init(&t, &c, "map", in, "lines");
+    t.skip_records = skip;
+    t.skip_reasons = reasons;
+    t.nskip = 1;
+    frame *f = script_run_map(s, &t, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(f), 3);
+    ck_assert(str_eq_at(col(f, "line"), 0, "ok1"));
+    ck_assert(str_eq_at(col(f, "line"), 1, "ok2"));
+    ck_assert(str_eq_at(col(f, "line"), 2, "ok3"));
+    ck_assert_uint_eq(t.failed_record, 0);
+    ck_assert_int_eq(c.nbad, 1);
+    ck_assert_uint_eq(c.bad_record[0], 2);
+    ck_assert_msg(strstr(c.bad_reason[0], "skipped") != NULL, "%s", c.bad_reason[0]);
+    ck_assert_msg(strstr(c.bad_reason[0], "cannot handle bad") != NULL, "%s", c.bad_reason[0]);
+    frame_free(f);
+    free(in);
+
+    /* several, including the first and last records, without reasons; numbers past the
+     * end change nothing; a later failure still names its own record number */
+    in = write_tmp("skip2.txt", "bad1\nok1\nbad2\nok2\nbad3\nbad4\n");
+    uint64_t skip2[] = {1, 3, 5, 99};
+    task_init(&t, &c, "map", in, "lines");
+    t.skip_records = skip2;
+    t.nskip = 4;
+    ck_assert_ptr_null(script_run_map(s, &t, &e));
+    ck_assert_uint_eq(t.failed_record, 6);
+    ck_assert_msg(strstr(e.msg, "cannot handle bad4") != NULL, "%s", e.msg);
+    uint64_t skip3[] = {1, 3, 5, 6, 99};
+    task_init(&t, &c, "map", in, "lines");
+    t.skip_records = skip3;
+    t.nskip = 5;
+    f = script_run_map(s, &t, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(f), 2);
+    ck_assert(str_eq_at(col(f, "line"), 0, "ok1"));
+    ck_assert(str_eq_at(col(f, "line"), 1, "ok2"));
+    ck_assert_int_eq(c.nbad, 4);
+    uint64_t want[] = {1, 3, 5, 6};
+    for (int i = 0; i < 4; i++) {
+        ck_assert_uint_eq(c.bad_record[i], want[i]);
+        ck_assert_msg(strstr(c.bad_reason[i], "skipped") != NULL, "%s", c.bad_reason[i]);
+    }
+    frame_free(f);
+    free(in);
+    script_free(s);
+
+    /* records() over CSV: the record number map failed on is the one that is skipped */
+    s = load_script("skipcsv.lua",
+        "return { map = function(input, ctx)\n"
+        "  local f = frame.new{ {'name', 'string'} }\n"
+        "  for r in input:records() do\n"
+        "    if r.name == 'nut' then error('no nuts') end\n"
+        "    f:append{ name = r.name }\n"
+        "  end\n"
+        "  return f\n"
+        "end }\n");
+    in = write_tmp("skip.csv", "name,qty\nbolt,3\nnut,4\nscrew,10\n");
+    task_init(&t, &c, "map", in, "csv");
+    ck_assert_ptr_null(script_run_map(s, &t, &e));
+    ck_assert_uint_gt(t.failed_record, 0);
+    uint64_t skip4[] = {t.failed_record};
+    const char *reasons4[] = {"no nuts here"};
+    task_init(&t, &c, "map", in, "csv");
+    t.skip_records = skip4;
+    t.skip_reasons = reasons4;
+    t.nskip = 1;
+    f = script_run_map(s, &t, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(f), 2);
+    ck_assert(str_eq_at(col(f, "name"), 0, "bolt"));
+    ck_assert(str_eq_at(col(f, "name"), 1, "screw"));
+    ck_assert_int_eq(c.nbad, 1);
+    ck_assert_uint_eq(c.bad_record[0], skip4[0]);
+    ck_assert_msg(strstr(c.bad_reason[0], "no nuts here") != NULL, "%s", c.bad_reason[0]);
+    frame_free(f);
+    free(in);
+    script_free(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- declarations */
+
+static void assert_agg(const groupby_agg *a, const char *out, groupby_fn fn, const char *col_name,
+                       double q)
+{
+    ck_assert_str_eq(a->out, out);
+    ck_assert_msg(a->fn == fn, "%s: fn %s, want %s", out, groupby_fn_name(a->fn), groupby_fn_name(fn));
+    if (col_name) ck_assert_str_eq(a->col, col_name);
+    else ck_assert_ptr_null(a->col);
+    if (fn == GROUPBY_QUANTILE || fn == GROUPBY_APPROX_QUANTILE) ck_assert_double_eq(a->q, q);
+}
+
+START_TEST(test_declared_reduce)
+{
+    script *s = load_script("decl.lua",
+        "return {\n"
+        "  map = function(input, ctx) end,\n"
+        "  reduce = { group_by = {\"k\"}, agg = { n = count(), s = sum(\"v\"), p = quantile(\"v\", 0.9) } },\n"
+        "}\n");
+    const script_groupby *g = script_declared_groupby(s);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->nkeys, 1);
+    ck_assert_str_eq(g->keys[0], "k");
+    ck_assert_uint_eq(g->naggs, 3);   /* source order, not the table's hash order */
+    assert_agg(&g->aggs[0], "n", GROUPBY_COUNT, NULL, 0);
+    assert_agg(&g->aggs[1], "s", GROUPBY_SUM, "v", 0);
+    assert_agg(&g->aggs[2], "p", GROUPBY_QUANTILE, "v", 0.9);
+    const char *const *keys = NULL;
+    ck_assert_uint_eq(script_partition_keys(s, &keys), 1);   /* routed by the group_by keys */
+    ck_assert_ptr_eq(keys, g->keys);
+    ck_assert(script_has(s, "map"));
+    ck_assert(!script_has(s, "reduce"));   /* a table, not a function */
+
+    /* the C copies outlive whatever the Lua state does with the job table */
+    char *in = write_tmp("decl.txt", "a\n");
+    script *s2 = load_script("decl_gc.lua",
+        "local job = { reduce = { group_by = {'key_' .. 'one', 'key_two'},\n"
+        "  agg = { zeta = count(), alpha = max('col_' .. 'a'), mid = approx_quantile('w', 0.25),\n"
+        "          b = 'min', a = 'sum' } } }\n"
+        "job.map = function(input, ctx)\n"
+        "  job.reduce = nil\n"
+        "  for i = 1, 50000 do local t = { tostring(i) } end\n"
+        "  collectgarbage('collect')\n"
+        "end\n"
+        "return job\n");
+    capture c;
+    script_task t;
+    mr_err e;
+    task_init(&t, &c, "map", in, "lines");
+    frame *f = script_run_map(s2, &t, &e);
+    ck_assert_msg(f != NULL, "%s", e.msg);
+    frame_free(f);
+    g = script_declared_groupby(s2);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->nkeys, 2);
+    ck_assert_str_eq(g->keys[0], "key_one");
+    ck_assert_str_eq(g->keys[1], "key_two");
+    ck_assert_uint_eq(g->naggs, 5);
+    /* constructors in source order; the string shorthands after them, by name, each
+     * aggregating the column named like its output */
+    assert_agg(&g->aggs[0], "zeta", GROUPBY_COUNT, NULL, 0);
+    assert_agg(&g->aggs[1], "alpha", GROUPBY_MAX, "col_a", 0);
+    assert_agg(&g->aggs[2], "mid", GROUPBY_APPROX_QUANTILE, "w", 0.25);
+    assert_agg(&g->aggs[3], "a", GROUPBY_SUM, "a", 0);
+    assert_agg(&g->aggs[4], "b", GROUPBY_MIN, "b", 0);
+    free(in);
+    script_free(s2);
+    script_free(s);
+}
+END_TEST
+
+START_TEST(test_declared_reduce_forms)
+{
+    /* a single key as a string; and a script that is nothing but a declarative reduce */
+    script *s = load_script("only_reduce.lua",
+        "return { reduce = { group_by = 'k', agg = { total = sum('v') } } }\n");
+    const script_groupby *g = script_declared_groupby(s);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_uint_eq(g->nkeys, 1);
+    ck_assert_str_eq(g->keys[0], "k");
+    ck_assert_uint_eq(g->naggs, 1);
+    assert_agg(&g->aggs[0], "total", GROUPBY_SUM, "v", 0);
+    ck_assert(!script_has(s, "map"));
+    const char *const *keys = NULL;
+    ck_assert_uint_eq(script_partition_keys(s, &keys), 1);
+    ck_assert_str_eq(keys[0], "k");
+    script_free(s);
+
+    /* no group_by (or an empty one): one row over everything, nothing to partition by */
+    const char *srcs[] = {
+        "return { reduce = { agg = { n = count() } } }\n",
+        "return { reduce = { group_by = {}, agg = { n = count() } } }\n",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        s = load_script("nokeys.lua", srcs[i]);
+        g = script_declared_groupby(s);
+        ck_assert_ptr_nonnull(g);
+        ck_assert_uint_eq(g->nkeys, 0);
+        ck_assert_uint_eq(g->naggs, 1);
+        keys = (const char *const *)&s;   /* must be reset */
+        ck_assert_uint_eq(script_partition_keys(s, &keys), 0);
+        ck_assert_ptr_null(keys);
+        script_free(s);
+    }
+
+    /* a reduce function declares nothing */
+    s = load_script("fn.lua", "return { reduce = function(f) return f end }\n");
+    ck_assert_ptr_null(script_declared_groupby(s));
+    keys = (const char *const *)&s;
+    ck_assert_uint_eq(script_partition_keys(s, &keys), 0);
+    ck_assert_ptr_null(keys);
+    script_free(s);
+    ck_assert_ptr_null(script_declared_groupby(NULL));
+    ck_assert_uint_eq(script_partition_keys(NULL, &keys), 0);
+}
+END_TEST
+
+START_TEST(test_partition_by)
+{
+    /* partition_by overrides the group_by keys */
+    script *s = load_script("pb.lua",
+        "return { partition_by = {'a', 'b'},\n"
+        "  reduce = { group_by = {'a', 'b', 'c'}, agg = { n = count() } } }\n");
+    const char *const *keys = NULL;
+    ck_assert_uint_eq(script_partition_keys(s, &keys), 2);
+    ck_assert_str_eq(keys[0], "a");
+    ck_assert_str_eq(keys[1], "b");
+    const script_groupby *g = script_declared_groupby(s);
+    ck_assert_uint_eq(g->nkeys, 3);
+    ck_assert_str_eq(g->keys[2], "c");
+    script_free(s);
+
+    /* with a reduce function, and as a single string */
+    s = load_script("pb2.lua",
+        "return { partition_by = 'user', map = function() end, reduce = function(f) return f end }\n");
+    ck_assert_ptr_null(script_declared_groupby(s));
+    ck_assert_uint_eq(script_partition_keys(s, &keys), 1);
+    ck_assert_str_eq(keys[0], "user");
+    script_free(s);
+}
+END_TEST
+
+/* script_create fails with MR_ESCRIPT and a message holding every one of the needles. */
+static void assert_load_fails(const char *src, const char *n1, const char *n2)
+{
+    mr_err e = load_error("bad_decl.lua", src);
+    ck_assert_int_eq(e.code, MR_ESCRIPT);
+    ck_assert_msg(strstr(e.msg, "bad_decl.lua") != NULL, "no script name in: %s", e.msg);
+    ck_assert_msg(strstr(e.msg, n1) != NULL, "'%s' not in: %s", n1, e.msg);
+    ck_assert_msg(!n2 || strstr(e.msg, n2) != NULL, "'%s' not in: %s", n2, e.msg);
+}
+
+START_TEST(test_declared_errors)
+{
+    assert_load_fails("return { reduce = { group_by = {'k'}, agg = 5 } }\n", "reduce.agg", "number");
+    assert_load_fails("return { reduce = { group_by = {'k'} } }\n", "reduce.agg", "nil");
+    assert_load_fails("return { reduce = { group_by = {1, 2}, agg = { n = count() } } }\n",
+                      "reduce.group_by[1]", "number");
+    assert_load_fails("return { reduce = { group_by = {'k', true}, agg = { n = count() } } }\n",
+                      "reduce.group_by[2]", "boolean");
+    assert_load_fails("return { reduce = { group_by = 7, agg = { n = count() } } }\n",
+                      "reduce.group_by", "number");
+    /* named fields are not a list of keys (and not "no keys" either) */
+    assert_load_fails("return { reduce = { group_by = { key = 'k' }, agg = { n = count() } } }\n",
+                      "reduce.group_by", "at least one column");
+    /* an aggregate without an output name */
+    assert_load_fails("return { reduce = { group_by = 'k', agg = { sum('v') } } }\n", "agg",
+                      "output names must be strings");
+    assert_load_fails("return { reduce = { group_by = {'k'}, agg = { x = 'foo' } } }\n",
+                      "unknown aggregate 'foo'", "'x'");
+    assert_load_fails("return { reduce = { group_by = {'k'}, agg = { x = 12 } } }\n", "'x'", "number");
+    assert_load_fails("return { reduce = { group_by = {'k'}, agg = {} } }\n", "agg", "no aggregates");
+    assert_load_fails("return { reduce = { group_by = {'k'}, agg = { k = count() } } }\n",
+                      "reduce.agg", "'k'");
+    /* an aggregate that does not exist as a constructor is an undefined global */
+    assert_load_fails("return { reduce = { group_by = {'k'},\n agg = { x = median_abs('v') } } }\n",
+                      "bad_decl.lua:2:", "median_abs");
+    assert_load_fails("return { reduce = 5 }\n", "reduce must be a function or a table", "number");
+    assert_load_fails("return { reduce = 'sum' }\n", "reduce must be a function or a table", "string");
+    assert_load_fails("return { map = 'x' }\n", "map must be a function", "string");
+    assert_load_fails("return { map = function() end, combine = {} }\n", "combine must be a function",
+                      "table");
+    assert_load_fails("return { map = function() end, partition_by = {} }\n", "partition_by",
+                      "at least one");
+    assert_load_fails("return { map = function() end, partition_by = {'a', 3} }\n",
+                      "partition_by[2]", "number");
+    assert_load_fails("return { map = function() end, partition_by = 3 }\n", "partition_by",
+                      "number");
+    /* neither map nor reduce */
+    assert_load_fails("return { partition_by = {'a'} }\n", "neither a map nor a reduce", NULL);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- suite */
 
 static Suite *script_suite(void)
@@ -1380,8 +1683,10 @@ static Suite *script_suite(void)
         {"strict", {test_strict_globals}},
         {"sandbox", {test_sandbox, test_scratch_io}},
         {"records", {test_csv_records_bad_rows, test_csv_no_header_and_frame, test_jsonl_records,
-                     test_warc_without_reader}},
+                     test_warc_without_reader, test_skip_records}},
         {"runaway", {test_runaway_guard}},
+        {"declared", {test_declared_reduce, test_declared_reduce_forms, test_partition_by,
+                      test_declared_errors}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
