@@ -594,6 +594,13 @@ static mr_code check_s3_keys(pctx *p)
     return check_s3_key(p, "errorConnector.location", c->error_location);
 }
 
+const char *config_bad_name_char(const char *name)
+{
+    for (const char *s = name; *s; s++)
+        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.') return s;
+    return NULL;
+}
+
 static mr_code parse_root(pctx *p, const cJSON *root)
 {
     static const char *const KEYS[] = {"name", "description", "script", "taskMode",
@@ -605,10 +612,9 @@ static mr_code parse_root(pctx *p, const cJSON *root)
     MR_TRY(check_keys(p, root, "", KEYS));
     MR_TRY(get_string(p, root, "name", "", &c->name));
     if (!c->name) return bad(p, "name", "required (a job name such as \"wordcount\")");
-    for (const char *s = c->name; *s; s++)
-        if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
-            return bad(p, "name", "expected letters, digits, '-', '_' or '.' (it names "
-                       "folders), got '%s'", c->name);
+    if (config_bad_name_char(c->name))
+        return bad(p, "name", "expected letters, digits, '-', '_' or '.' (it names "
+                   "folders), got '%s'", c->name);
     if (c->name[0] == '.' || !c->name[0])
         return bad(p, "name", "cannot be empty or start with '.' (it names folders such as "
                    ".luamr/<name>; '..' would be the config's own folder), got '%s'", c->name);

@@ -86,6 +86,9 @@ config *config_parse(const char *json_text, const char *path, const char *dir, m
 config *config_load(const char *path, mr_err *e);
 void config_free(config *c);   /* accepts NULL */
 const char *config_mode_name(config_mode m);
+/* Job names and run ids name folders: letters, digits, '-', '_' and '.'. Returns the first
+ * character outside that set, or NULL when there is none. */
+const char *config_bad_name_char(const char *name);
 /* The config as canonical JSON (resolved paths, defaults filled). Caller frees. */
 char *config_to_json(const config *c);
 

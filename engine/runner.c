@@ -1,7 +1,6 @@
 #include "runner.h"
 
 #include <cjson/cJSON.h>
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -571,10 +570,10 @@ static mr_code runner_check_run_id(const char *id, const char *what, mr_err *e)
     MR_CHECK(id[0] != '.', e, MR_EINVAL,
              "%s '%s': a run id cannot start with '.' (it names a folder; '..' would climb "
              "out of the intermediate and error folders)", what, id);
-    for (const char *p = id; *p; p++)
-        MR_CHECK(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.', e, MR_EINVAL,
-                 "%s '%s': a run id is letters, digits, '-', '_' and '.' (it names a folder), "
-                 "not '%c'", what, id, *p);
+    const char *bad = config_bad_name_char(id);
+    MR_CHECK(!bad, e, MR_EINVAL,
+             "%s '%s': a run id is letters, digits, '-', '_' and '.' (it names a folder), "
+             "not '%c'", what, id, bad ? *bad : '?');
     return MR_OK;
 }
 
