@@ -30,31 +30,98 @@ mr_code shuffle_assign(const frame *f, const char *const *keys, size_t nkeys, in
     return MR_OK;
 }
 
-/* One partition's rows as a frame (a gather per partition keeps each write contiguous). */
-static frame *shuffle_take(const frame *f, const int *part, int p, size_t *idx, mr_err *e)
+/* Where row i goes: the high bits of its hash (the low ones also pick hash-table slots
+ * downstream), re-mixed for a seed other than 0. */
+static inline unsigned shuffle_part_of(uint64_t h, unsigned seed, int nparts)
 {
-    size_t n = frame_nrows(f), m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (part[i] == p) idx[m++] = i;
-    return ops_take(f, idx, m, e);
+    if (seed) h = ops_hash_u64(h ^ (UINT64_C(0x9E3779B97F4A7C15) * seed));
+    return (unsigned)((h >> 32) % (uint64_t)nparts);
 }
 
-static mr_code shuffle_write_parts(imf_writer *w, const frame *f, int nparts,
-                                   const char *const *keys, size_t nkeys, mr_err *e)
+mr_code shuffle_add_parts(imf_writer *w, const frame *f, const char *const *keys, size_t nkeys,
+                          int nparts, unsigned seed, mr_err *e)
 {
     size_t n = frame_nrows(f);
-    int *part = malloc((n ? n : 1) * sizeof *part);
-    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-    mr_code code = part && idx ? MR_OK : mr_fail(e, MR_ENOMEM, "out of memory partitioning");
-    if (code == MR_OK) code = shuffle_assign(f, keys, nkeys, nparts, part, e);
+    MR_CHECK(nparts >= 1, e, MR_EINVAL, "partitioning rows: %d partitions (at least 1)", nparts);
+    if (n == 0 || nparts == 1) return imf_writer_add(w, f, 0, e);
+    const frame_col *cols[nkeys ? nkeys : 1];
+    for (size_t k = 0; k < nkeys; k++) {
+        cols[k] = frame_col_by_name(f, keys[k]);
+        MR_CHECK(cols[k], e, MR_ENOTFOUND,
+                 "partition key '%s' is not a column of the map output", keys[k]);
+    }
+    uint64_t *h = malloc(n * sizeof *h);
+    uint32_t *part = malloc(n * sizeof *part);
+    size_t *start = calloc((size_t)nparts + 1, sizeof *start);
+    size_t *fill = malloc((size_t)nparts * sizeof *fill);
+    size_t *idx = malloc(n * sizeof *idx);
+    mr_code code = h && part && start && fill && idx
+                       ? MR_OK
+                       : mr_fail(e, MR_ENOMEM, "out of memory partitioning %zu rows", n);
+    if (code == MR_OK) {
+        ops_hash_rows(cols, nkeys, 0, n, h);
+        /* a counting sort by partition: one pass to count, one to place */
+        for (size_t i = 0; i < n; i++) start[(part[i] = shuffle_part_of(h[i], seed, nparts)) + 1]++;
+        for (int p = 0; p < nparts; p++) start[p + 1] += start[p];
+        for (int p = 0; p < nparts; p++) fill[p] = start[p];
+        for (size_t i = 0; i < n; i++) idx[fill[part[i]]++] = i;
+    }
     for (int p = 0; code == MR_OK && p < nparts; p++) {
-        frame *sub = shuffle_take(f, part, p, idx, e);
+        if (start[p + 1] == start[p]) continue;
+        frame *sub = ops_take(f, idx + start[p], start[p + 1] - start[p], e);
         code = sub ? imf_writer_add(w, sub, p, e) : e->code;
         frame_free(sub);
     }
+    free(h);
     free(part);
+    free(start);
+    free(fill);
     free(idx);
     return code;
+}
+
+frame *shuffle_schema(const char *const *paths, size_t n, mr_err *e)
+{
+    frame *schema = NULL;
+    for (size_t i = 0; i < n; i++) {
+        imf_reader *r = imf_reader_open(paths[i], e);
+        if (!r) break;
+        const frame *s = imf_reader_schema(r);
+        mr_code rc = MR_OK;
+        if (frame_ncols(s) == 0) {
+            /* a mapper that output nothing */
+        } else if (!schema) {
+            if (!(schema = frame_empty_like(s, e))) rc = MR_ENOMEM;
+        } else if ((rc = frame_append_frame(schema, s, e)) != MR_OK) {
+            mr_wrap(e, "%s: ", paths[i]);
+        }
+        imf_reader_free(r);
+        if (rc != MR_OK) break;
+        if (i + 1 == n) return schema ? schema : frame_create();
+    }
+    if (n == 0) return frame_create();
+    frame_free(schema);
+    return NULL;
+}
+
+mr_code shuffle_conform(const frame *schema, frame **f, mr_err *e)
+{
+    int same = frame_ncols(*f) == frame_ncols(schema);
+    for (size_t i = 0; same && i < frame_ncols(schema); i++) {
+        const frame_col *tc = frame_col_at(schema, i), *fc = frame_col_by_name(*f, tc->name);
+        same = fc && fc->type == tc->type;
+    }
+    if (same) return MR_OK;
+    frame *c = frame_empty_like(schema, e);
+    if (!c) return e ? e->code : MR_ENOMEM;
+    mr_code rc = frame_append_frame(c, *f, e);
+    if (rc != MR_OK) {
+        frame_free(c);
+        return rc;
+    }
+    frame_free(*f);
+    *f = c;
+    return MR_OK;
 }
 
 mr_code shuffle_write(const frame *f, const char *local_path, int level, int nparts,
@@ -71,7 +138,7 @@ mr_code shuffle_write(const frame *f, const char *local_path, int level, int npa
         /* no rows: nothing to route, and a map that output nothing may lack the keys */
         code = nparts == 1 || frame_nrows(f) == 0
                    ? imf_writer_add(w, f, 0, e)
-                   : shuffle_write_parts(w, f, nparts, keys, nkeys, e);
+                   : shuffle_add_parts(w, f, keys, nkeys, nparts, 0, e);
     if (code == MR_OK) code = imf_writer_close(w, e);
     imf_writer_free(w);
     return code;

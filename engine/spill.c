@@ -18,8 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "extsort.h"
 #include "imf.h"
 #include "ops.h"
+#include "shuffle.h"
 
 /* 16 partitions cut a level's data to ~1/16 per child, so two levels cover 256x the
  * budget; more partitions would mean more, smaller row groups in the spill file. */
@@ -48,6 +50,9 @@ typedef struct spill_ctx {
     const char *scratch;
     spill_emit_fn emit;
     void *ud;
+    extsort *sorter;       /* once the top level spilled: each spill partition's sorted
+                              groups become a run of this sort, so that the output is in
+                              key order across partitions */
     spill_stats *st;
     unsigned seq;          /* spill file counter, for unique names */
     uint64_t *hash;        /* per-row-group work arrays, grown, never per record */
@@ -151,48 +156,6 @@ static mr_code spill_work_reserve(spill_ctx *cx, size_t n, mr_err *e)
     return MR_OK;
 }
 
-/* A mapper whose values were all whole numbers wrote int64 columns where another wrote
- * float64. Appending would widen them, but a spill file keeps the schema of its first
- * frame, so every frame is brought to the widest types up front, before anything spills. */
-static mr_code spill_plan_schema(spill_ctx *cx, const char *const *paths, size_t n, mr_err *e)
-{
-    for (size_t i = 0; i < n; i++) {
-        imf_reader *r = imf_reader_open(paths[i], e);
-        if (!r) return e ? e->code : MR_EIO;
-        mr_code rc = MR_OK;
-        if (!cx->schema) {
-            if (!(cx->schema = frame_empty_like(imf_reader_schema(r), e))) rc = MR_ENOMEM;
-        } else if ((rc = frame_append_frame(cx->schema, imf_reader_schema(r), e)) != MR_OK) {
-            mr_wrap(e, "spill: %s: ", paths[i]);
-        }
-        imf_reader_free(r);
-        MR_TRY(rc);
-    }
-    return MR_OK;
-}
-
-/* Gives *g the columns and types of cx->schema (a copy only when they differ). */
-static mr_code spill_conform(spill_ctx *cx, frame **g, mr_err *e)
-{
-    const frame *t = cx->schema;
-    int same = frame_ncols(*g) == frame_ncols(t);
-    for (size_t i = 0; same && i < frame_ncols(t); i++) {
-        const frame_col *tc = frame_col_at(t, i), *gc = frame_col_by_name(*g, tc->name);
-        same = gc && gc->type == tc->type;
-    }
-    if (same) return MR_OK;
-    frame *c = frame_empty_like(t, e);
-    if (!c) return e ? e->code : MR_ENOMEM;
-    mr_code rc = frame_append_frame(c, *g, e);
-    if (rc != MR_OK) {
-        frame_free(c);
-        return mr_wrap(e, "spill: ");
-    }
-    frame_free(*g);
-    *g = c;
-    return MR_OK;
-}
-
 /* Partial -> partial fold of the accumulator (no-op when the aggregates have no fold). */
 static mr_code spill_compact(spill_ctx *cx, frame **acc, mr_err *e)
 {
@@ -284,10 +247,19 @@ static mr_code spill_start(spill_ctx *cx, imf_writer **out, char *path, size_t p
     return MR_OK;
 }
 
+/* Batches of one sorted result: to the output, or as one run of the sorter. */
+static mr_code spill_emit_batch(spill_ctx *cx, frame *batch, int first, mr_err *e)
+{
+    if (!cx->sorter) return cx->emit(cx->ud, batch, e);
+    mr_code rc = extsort_add_sorted(cx->sorter, batch, first, e);
+    frame_free(batch);
+    return rc;
+}
+
 static mr_code spill_emit_sorted(spill_ctx *cx, frame *res, mr_err *e)
 {
     size_t n = frame_nrows(res);
-    if (cx->nkeys == 0 || n <= 1) return cx->emit(cx->ud, res, e);
+    if (cx->nkeys == 0 || n <= 1) return spill_emit_batch(cx, res, 1, e);
     ops_sort_key sk[64];
     for (size_t k = 0; k < cx->nkeys; k++) sk[k] = (ops_sort_key){.col = cx->keys[k]};
     size_t *order = ops_sort_index(res, sk, cx->nkeys, e);
@@ -304,7 +276,7 @@ static mr_code spill_emit_sorted(spill_ctx *cx, frame *res, mr_err *e)
             break;
         }
         spill_note_peak(cx, spill_frame_bytes(res) + spill_frame_bytes(batch) + n * sizeof *order);
-        rc = cx->emit(cx->ud, batch, e);
+        rc = spill_emit_batch(cx, batch, off == 0, e);
     }
     free(order);
     frame_free(res);
@@ -347,6 +319,27 @@ static mr_code spill_over_budget(spill_ctx *cx, const spill_source *src, const f
                    depth, frame_nrows(acc), cx->budget / 1048576.0);
 }
 
+static mr_code spill_sorter_start(spill_ctx *cx, mr_err *e)
+{
+    ops_sort_key sk[64];
+    for (size_t k = 0; k < cx->nkeys; k++) sk[k] = (ops_sort_key){.col = cx->keys[k]};
+    cx->sorter = extsort_create(sk, cx->nkeys, cx->budget, cx->scratch, e);
+    return cx->sorter ? MR_OK : e->code;
+}
+
+/* Merges the spill partitions' sorted runs into the output. */
+static mr_code spill_sorter_finish(spill_ctx *cx, mr_err *e)
+{
+    mr_code rc = extsort_finish(cx->sorter, cx->emit, cx->ud, e);
+    const extsort_stats *xs = extsort_stats_of(cx->sorter);
+    cx->st->spilled_bytes += xs->spilled_bytes;
+    cx->st->spill_files += xs->runs;
+    spill_note_peak(cx, xs->peak_bytes);
+    extsort_free(cx->sorter);
+    cx->sorter = NULL;
+    return rc;
+}
+
 static mr_code spill_level(spill_ctx *cx, const spill_source *src, int depth, int may_spill,
                            mr_err *e)
 {
@@ -371,7 +364,8 @@ static mr_code spill_level(spill_ctx *cx, const spill_source *src, int depth, in
             rc = imf_reader_next(r, src->partition, &g, e);
             if (rc != MR_OK || !g) break;
             if (depth == 0) cx->st->rows_in += frame_nrows(g);
-            if ((rc = spill_conform(cx, &g, e)) != MR_OK) {
+            if ((rc = shuffle_conform(cx->schema, &g, e)) != MR_OK) {
+                mr_wrap(e, "spill: %s: ", name);
                 frame_free(g);
                 break;
             }
@@ -411,7 +405,9 @@ static mr_code spill_level(spill_ctx *cx, const spill_source *src, int depth, in
         cx->st->spilled_bytes += imf_writer_bytes(w);
         imf_writer_free(w);
         w = NULL;
+        if (rc == MR_OK && depth == 0) rc = spill_sorter_start(cx, e);
         if (rc == MR_OK) rc = spill_descend(cx, path, counts, depth, e);
+        if (rc == MR_OK && depth == 0) rc = spill_sorter_finish(cx, e);
     }
     if (w) imf_writer_free(w);   /* an unclosed writer removes its temporary */
     if (path[0]) unlink(path);
@@ -442,10 +438,14 @@ mr_code spill_groupby_merge(const char *const *paths, size_t n, int partition,
                     .budget = budget, .scratch = scratch_dir ? scratch_dir : ".",
                     .emit = emit, .ud = ud, .st = st};
     mr_code rc = spill_plan_fold(&cx, e);
-    if (rc == MR_OK) rc = spill_plan_schema(&cx, paths, n, e);
+    /* A mapper whose values were all whole numbers wrote int64 columns where another wrote
+     * float64. A spill file keeps the schema of its first frame, so every row group is
+     * brought to the widest types up front, before anything spills. */
+    if (rc == MR_OK && !(cx.schema = shuffle_schema(paths, n, e))) rc = mr_wrap(e, "spill: ");
     spill_source top = {.paths = paths, .n = n, .partition = partition};
     /* Without keys there is one group, which no partitioning can split. */
     if (rc == MR_OK) rc = spill_level(&cx, &top, 0, nkeys > 0 && budget > 0, e);
+    extsort_free(cx.sorter);   /* left only after a failure */
     spill_ctx_free(&cx);
     return rc;
 }

@@ -4,7 +4,7 @@
  * when the groups held would pass the budget, rows are hash-partitioned into spill files
  * on local disk (in the intermediate format) and each spill partition is merged on its
  * own, recursively if it is still too large (partitioned hash aggregation).
- * Depends on frame, ops, groupby, imf. */
+ * Depends on frame, ops, groupby, imf, extsort. */
 #ifndef LUAMR_SPILL_H
 #define LUAMR_SPILL_H
 
@@ -24,7 +24,9 @@ typedef struct spill_stats {
 } spill_stats;
 
 /* Final groups go out through emit in batches (each batch owned by the callee), so the
- * result itself need not fit in the budget. Groups within a batch are sorted by key. */
+ * result itself need not fit in the budget. The output is in key order: when the merge
+ * spilled, the sorted groups of each spill partition are runs of an external merge sort
+ * (extsort) whose merge makes the output. */
 typedef mr_code (*spill_emit_fn)(void *ud, frame *batch, mr_err *e);
 
 /* Merges partition `partition` (-1: all) of the local intermediate files paths[0..n)

@@ -17,6 +17,8 @@
 #include "../connectors/storage.h"
 #include "../connectors/writer.h"
 #include "../connectors/s3.h"
+#include "extsort.h"
+#include "grace.h"
 #include "groupby.h"
 #include "imf.h"
 #include "ops.h"
@@ -211,27 +213,6 @@ static char *task_fetch_intermediate(const char *uri, mr_err *e)
     return path;
 }
 
-/* Reads one intermediate (downloading it first when remote) and appends it to *acc; the
- * first one read becomes *acc itself, so a single intermediate is never copied. */
-static mr_code task_read_intermediate(const char *uri, int partition, frame **acc, mr_err *e)
-{
-    char *path = task_fetch_intermediate(uri, e);
-    if (!path) return e->code;
-    mr_code code = MR_OK;
-    frame *f = imf_read_all(path, partition, e);
-    if (!f) code = e->code;
-    if (code == MR_OK && !*acc) {
-        *acc = f;
-        f = NULL;
-    } else if (code == MR_OK) {
-        code = frame_append_frame(*acc, f, e);
-    }
-    frame_free(f);
-    if (storage_is_remote(uri)) unlink(path);
-    free(path);
-    return code;
-}
-
 static void task_init_script_task(const task_spec *t, script_task *st, task_errors *te)
 {
     memset(st, 0, sizeof *st);
@@ -363,17 +344,6 @@ static mr_code task_map(const config *c, script *s, const task_spec *t, task_res
     return code;
 }
 
-static mr_code task_gather(const task_spec *t, int partition, frame **acc, mr_err *e)
-{
-    for (size_t i = 0; i < t->ninputs; i++) {
-        mr_code code = task_read_intermediate(t->inputs[i], partition, acc, e);
-        if (code != MR_OK) return mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
-    }
-    if (!*acc) *acc = frame_create();
-    MR_CHECK(*acc, e, MR_ENOMEM, "out of memory");
-    return MR_OK;
-}
-
 /* Where a reduce or publish result goes: the output format, or an intermediate that a
  * final publish merges into one document. */
 typedef struct task_out {
@@ -430,31 +400,134 @@ static mr_code task_spill_emit(void *ud, frame *batch, mr_err *e)
     return code;
 }
 
+static void task_fetched_free(const task_spec *t, char **paths)
+{
+    if (!paths) return;
+    for (size_t i = 0; i < t->ninputs; i++) {
+        if (paths[i] && storage_is_remote(t->inputs[i])) unlink(paths[i]);
+        free(paths[i]);
+    }
+    free(paths);
+}
+
+/* The task's intermediates as local files (fetched when remote), paths[i] for inputs[i]. */
+static char **task_fetch_all(const task_spec *t, mr_err *e)
+{
+    char **paths = calloc(t->ninputs + 1, sizeof *paths);
+    MR_CHECK_NULL(paths, e, MR_ENOMEM, "out of memory");
+    for (size_t i = 0; i < t->ninputs; i++) {
+        paths[i] = task_fetch_intermediate(t->inputs[i], e);
+        if (paths[i]) continue;
+        mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
+        task_fetched_free(t, paths);
+        return NULL;
+    }
+    return paths;
+}
+
 /* A declarative group-by reduce: partial aggregates merged within the memory budget,
  * spilling to the scratch folder when they would not fit. */
 static mr_code task_reduce_declared(const config *c, const script_groupby *g,
                                     const task_spec *t, task_result *r, task_out *o,
                                     mr_err *e)
 {
-    char **paths = calloc(t->ninputs + 1, sizeof *paths);
-    MR_CHECK(paths, e, MR_ENOMEM, "out of memory");
-    mr_code code = MR_OK;
-    for (size_t i = 0; code == MR_OK && i < t->ninputs; i++) {
-        paths[i] = task_fetch_intermediate(t->inputs[i], e);
-        if (!paths[i]) code = mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
-    }
+    char **paths = task_fetch_all(t, e);
+    if (!paths) return e->code;
     spill_stats st = {0};
-    if (code == MR_OK)
-        code = spill_groupby_merge((const char *const *)paths, t->ninputs, t->index, g->keys,
-                                   g->nkeys, g->aggs, g->naggs, c->memory_budget, task_scratch,
-                                   task_spill_emit, o, &st, e);
-    for (size_t i = 0; i < t->ninputs; i++) {
-        if (paths[i] && storage_is_remote(t->inputs[i])) unlink(paths[i]);
-        free(paths[i]);
-    }
-    free(paths);
+    mr_code code = spill_groupby_merge((const char *const *)paths, t->ninputs, t->index,
+                                       g->keys, g->nkeys, g->aggs, g->naggs, c->memory_budget,
+                                       task_scratch, task_spill_emit, o, &st, e);
+    task_fetched_free(t, paths);
     r->spilled_bytes = st.spilled_bytes;
     r->records_in = st.rows_in;
+    return code;
+}
+
+/* The reducers' parts of a declared group-by, each sorted by key, merged into one
+ * document in key order without holding them all (extsort's merge). */
+static mr_code task_publish_sorted(const config *c, const script_groupby *g,
+                                   const task_spec *t, task_result *r, task_out *o, mr_err *e)
+{
+    char **paths = task_fetch_all(t, e);
+    if (!paths) return e->code;
+    ops_sort_key keys[g->nkeys + 1];
+    for (size_t k = 0; k < g->nkeys; k++) keys[k] = (ops_sort_key){g->keys[k], 0};
+    extsort_stats st = {0};
+    mr_code code = extsort_merge_files((const char *const *)paths, t->ninputs, -1, keys,
+                                       g->nkeys, c->memory_budget, task_scratch,
+                                       task_spill_emit, o, &st, e);
+    task_fetched_free(t, paths);
+    r->spilled_bytes = st.spilled_bytes;
+    r->records_in = st.rows;
+    return code;
+}
+
+typedef struct task_reduce_call {
+    script *s;
+    script_task st;
+    task_out *o;
+} task_reduce_call;
+
+static mr_code task_reduce_call_fn(void *ud, frame *rows, mr_err *e)
+{
+    task_reduce_call *call = ud;
+    frame *out = script_run_frame_fn(call->s, "reduce", rows, &call->st, e);
+    mr_code code = out ? task_out_append(call->o, out, e) : e->code;
+    if (out != rows) frame_free(out);
+    frame_free(rows);
+    return code;
+}
+
+/* The script's reduce over this reducer's partition: called once when the input fits the
+ * budget, else once per sub-partition by the partition keys (grace). */
+static mr_code task_reduce_fn(const config *c, script *s, const task_spec *t, task_result *r,
+                              task_errors *te, task_out *o, mr_err *e)
+{
+    char **paths = task_fetch_all(t, e);
+    if (!paths) return e->code;
+    task_reduce_call call = {.s = s, .o = o};
+    task_init_script_task(t, &call.st, te);
+    const char *const *keys = NULL;
+    size_t nkeys = script_partition_keys(s, &keys);
+    grace_stats st = {0};
+    mr_code code = grace_run((const char *const *)paths, t->ninputs, t->index, keys, nkeys,
+                             c->memory_budget, task_scratch, task_reduce_call_fn, &call, &st, e);
+    task_fetched_free(t, paths);
+    if (st.depth > 0)
+        fprintf(stderr, "[reduce %d] %.1f MB of input over the memory budget: reduce ran on %d "
+                "sub-partitions by key\n", t->index, st.spilled_bytes / 1e6, st.calls);
+    r->spilled_bytes = st.spilled_bytes;
+    r->records_in = st.rows_in;
+    return code;
+}
+
+/* No reduce to run (a publish, or a job without reduce): the rows are copied through a
+ * row group at a time. */
+static mr_code task_copy_rows(const task_spec *t, task_result *r, task_out *o, mr_err *e)
+{
+    char **paths = task_fetch_all(t, e);
+    if (!paths) return e->code;
+    int partition = t->kind == TASK_REDUCE ? t->index : -1;
+    frame *schema = shuffle_schema((const char *const *)paths, t->ninputs, e);
+    mr_code code = schema ? MR_OK : e->code;
+    for (size_t i = 0; code == MR_OK && i < t->ninputs; i++) {
+        imf_reader *rd = imf_reader_open(paths[i], e);
+        if (!rd) code = e->code;
+        while (code == MR_OK) {
+            frame *g = NULL;
+            if ((code = imf_reader_next(rd, partition, &g, e)) != MR_OK || !g) break;
+            r->records_in += frame_nrows(g);
+            code = shuffle_conform(schema, &g, e);
+            if (code == MR_OK) code = task_out_append(o, g, e);
+            frame_free(g);
+        }
+        imf_reader_free(rd);
+        if (code != MR_OK) mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
+    }
+    /* nothing at all still makes an (empty) output */
+    if (code == MR_OK && r->records_in == 0) code = task_out_append(o, schema, e);
+    frame_free(schema);
+    task_fetched_free(t, paths);
     return code;
 }
 
@@ -467,26 +540,12 @@ static mr_code task_reduce(const config *c, script *s, const task_spec *t, task_
     mr_code code;
     if (t->kind == TASK_REDUCE && g) {
         code = task_reduce_declared(c, g, t, r, &o, e);
+    } else if (t->kind == TASK_PUBLISH && g && t->ninputs > 1) {
+        code = task_publish_sorted(c, g, t, r, &o, e);
+    } else if (t->kind == TASK_REDUCE && script_has(s, "reduce")) {
+        code = task_reduce_fn(c, s, t, r, te, &o, e);
     } else {
-        frame *all = NULL, *out = NULL;
-        code = task_gather(t, t->kind == TASK_REDUCE ? t->index : -1, &all, e);
-        r->records_in = all ? frame_nrows(all) : 0;
-        out = all;
-        if (code == MR_OK && t->kind == TASK_REDUCE && script_has(s, "reduce")) {
-            script_task st;
-            task_init_script_task(t, &st, te);
-            out = script_run_frame_fn(s, "reduce", all, &st, e);
-            if (!out) code = e->code;
-        } else if (code == MR_OK && t->kind == TASK_PUBLISH && g && t->ninputs > 1) {
-            /* merged reducer parts: keys sorted across the whole document */
-            ops_sort_key keys[g->nkeys + 1];
-            for (size_t k = 0; k < g->nkeys; k++) keys[k] = (ops_sort_key){g->keys[k], 0};
-            out = ops_sort(all, keys, g->nkeys, e);
-            if (!out) code = e->code;
-        }
-        if (code == MR_OK) code = task_out_append(&o, out, e);
-        if (out != all) frame_free(out);
-        frame_free(all);
+        code = task_copy_rows(t, r, &o, e);
     }
     if (code == MR_OK) code = task_out_commit(&o, e);
     r->records_out = o.rows;
