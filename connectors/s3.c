@@ -26,6 +26,9 @@
 #define S3_DEFAULT_PART ((size_t)8 << 20)
 #define S3_MAX_PART ((size_t)5 << 30)
 #define S3_MAX_PARTS 10000
+#define S3_DEFAULT_CHUNK ((size_t)8 << 20)   /* one ranged GET of a parallel read */
+#define S3_MIN_CHUNK ((size_t)1 << 20)
+#define S3_MAX_CHUNK ((size_t)1 << 30)
 #define S3_POOL_MAX 16
 
 /* ------------------------------------------------------------------------------------
@@ -200,16 +203,30 @@ static long s3_env_long(const char *name, long def, long lo, long hi)
 
 static int s3_max_attempts(void) { return (int)s3_env_long("LUAMR_S3_MAX_ATTEMPTS", 5, 1, 100); }
 
-static size_t s3_part_size(void)
+/* A size in bytes, or "NM" for N MiB, clamped to [lo, hi]. */
+static size_t s3_env_size(const char *name, size_t def, size_t lo, size_t hi)
 {
-    const char *v = getenv("LUAMR_S3_PART_SIZE");
-    if (!v || !*v) return S3_DEFAULT_PART;
+    const char *v = getenv(name);
+    if (!v || !*v) return def;
     char *end;
     unsigned long long x = strtoull(v, &end, 10);
     if (*end == 'M' || *end == 'm') x <<= 20;
-    if (x < S3_MIN_PART) x = S3_MIN_PART;
-    if (x > S3_MAX_PART) x = S3_MAX_PART;
+    if (x < lo) x = lo;
+    if (x > hi) x = hi;
     return (size_t)x;
+}
+
+static size_t s3_part_size(void)
+{
+    return s3_env_size("LUAMR_S3_PART_SIZE", S3_DEFAULT_PART, S3_MIN_PART, S3_MAX_PART);
+}
+
+/* Connections a large streamed read may use at once (1: one, as for small objects). */
+static int s3_parallel(void) { return (int)s3_env_long("LUAMR_S3_PARALLEL", 4, 1, 64); }
+
+static size_t s3_chunk_size(void)
+{
+    return s3_env_size("LUAMR_S3_CHUNK", S3_DEFAULT_CHUNK, S3_MIN_CHUNK, S3_MAX_CHUNK);
 }
 
 static _Thread_local uint64_t s3_rng;
@@ -227,18 +244,29 @@ static uint64_t s3_random(void)
     return s3_rng;
 }
 
-/* Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)). */
-static void s3_backoff(int attempt)
+/* Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)) ms. */
+static long s3_backoff_ms(int attempt)
 {
     long base = s3_env_long("LUAMR_S3_BACKOFF_MS", 100, 0, 60000);
     long cap = 20000;
     long window = base;
     for (int i = 0; i < attempt && window < cap; i++) window *= 2;
     if (window > cap) window = cap;
-    if (window <= 0) return;
-    long ms = (long)(s3_random() % (uint64_t)window);
+    return window <= 0 ? 0 : (long)(s3_random() % (uint64_t)window);
+}
+
+static void s3_backoff(int attempt)
+{
+    long ms = s3_backoff_ms(attempt);
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    while (ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+static uint64_t s3_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -957,62 +985,86 @@ mr_code s3_list(const char *prefix_uri,
 }
 
 /* ------------------------------------------------------------------------------------
- * Streaming GET: a curl multi transfer paused whenever our 1 MiB buffer is full, so the
- * reader pulls bytes at its pace; a cut transfer resumes with a ranged GET from the
- * first byte not yet received (If-Match on the ETag, so a changed object is an error). */
+ * Streaming GET. A transfer (s3_rstream) fetches the bytes [pos, end) of an object into
+ * its buffer through a curl easy handle in its reader's multi handle, paused whenever the
+ * buffer is full so that the reader pulls bytes at its own pace. A cut transfer resumes
+ * with a ranged GET from the first byte not yet received (If-Match on the ETag, so a
+ * changed object is an error rather than a splice) once its backoff is over; the backoff
+ * is a deadline, not a sleep, so the reader's other transfers keep going meanwhile.
+ *
+ * A reader (s3_get) starts one open-ended transfer, the head, at the offset: one request,
+ * as before, for small objects. When the head's first answer shows more than two chunks
+ * (LUAMR_S3_CHUNK) left and LUAMR_S3_PARALLEL allows more than one connection, the head
+ * stops after one chunk and the rest comes as consecutive chunks, up to N ranged GETs at
+ * once into N reused chunk buffers, handed over strictly in order: S3 caps the throughput
+ * of each connection, not of a client. */
 
 typedef struct s3_rstream {
-    s3_cfg *cfg;
-    s3_target t;
-    char *uri;
+    s3_cfg *cfg;             /* cfg, t, uri and multi are the reader's */
+    const s3_target *t;
+    const char *uri;
+    CURLM *multi;
     uint64_t pos;            /* object offset of the next byte to come from the network */
+    uint64_t end;            /* offset to stop at, UINT64_MAX for the end of the object */
     uint64_t size;           /* object size once known, else UINT64_MAX */
     uint64_t skip;           /* bytes to drop when a server ignored our Range */
+    uint64_t split;          /* head, until its first answer: the chunk size at which to
+                                stop if the rest is large enough for a parallel read */
+    uint64_t wake_ms;        /* a retry waits for its backoff until this monotonic time */
     char etag[256];
-    CURLM *multi;
     CURL *easy;
     struct curl_slist *hdrs;
     s3_req req;
     s3_resp resp;
     char errbuf[CURL_ERROR_SIZE];
     char *buf;
-    size_t head, tail;
+    size_t cap, head, tail;
     int active, paused, eof, checked, attempts;
     uint64_t received;       /* this attempt's bytes */
     mr_err failed;           /* sticky: once failed, every read says why */
 } s3_rstream;
 
+/* The first answer fixes the ETag every later request must match, and the size. */
+static void s3_rstream_check(s3_rstream *rs)
+{
+    rs->checked = 1;
+    if (rs->resp.status == 200 && rs->req.range[0] && rs->pos > 0) rs->skip = rs->pos;
+    if (rs->resp.status != 200 && rs->resp.status != 206) return;
+    if (!rs->etag[0]) snprintf(rs->etag, sizeof rs->etag, "%s", rs->resp.etag);
+    if (rs->resp.have_total) rs->size = rs->resp.total;
+    else if (rs->resp.status == 200 && rs->resp.have_length) rs->size = rs->resp.content_length;
+    if (rs->split && rs->size != UINT64_MAX && rs->size > rs->pos &&
+        rs->size - rs->pos > 2 * rs->split)
+        rs->end = rs->pos + rs->split;
+    rs->split = 0;
+}
+
 static size_t s3_rstream_on_body(char *data, size_t size, size_t nmemb, void *ud)
 {
     s3_rstream *rs = ud;
     size_t n = size * nmemb;
-    if (!rs->checked) {
-        rs->checked = 1;
-        if (rs->resp.status == 200 && rs->req.range[0] && rs->pos > 0) rs->skip = rs->pos;
-        if (rs->resp.status == 200 || rs->resp.status == 206) {
-            if (!rs->etag[0]) snprintf(rs->etag, sizeof rs->etag, "%s", rs->resp.etag);
-            if (rs->resp.have_total) rs->size = rs->resp.total;
-            else if (rs->resp.status == 200 && rs->resp.have_length) rs->size = rs->resp.content_length;
-        }
-    }
+    if (!rs->checked) s3_rstream_check(rs);
     if (rs->resp.status != 200 && rs->resp.status != 206) return s3_on_body(data, size, nmemb, &rs->resp);
     size_t drop = rs->skip < n ? (size_t)rs->skip : n;
-    size_t rest = n - drop;
-    if (rest > S3_STREAM_BUF - rs->tail && rs->head > 0) {
+    size_t take = n - drop;
+    /* A head cut short at its chunk stops here: refusing the rest ends the transfer. */
+    int over = take > rs->end - rs->pos;
+    if (over) take = (size_t)(rs->end - rs->pos);
+    if (take > rs->cap - rs->tail && rs->head > 0) {
         memmove(rs->buf, rs->buf + rs->head, rs->tail - rs->head);
         rs->tail -= rs->head;
         rs->head = 0;
     }
-    if (rest > S3_STREAM_BUF - rs->tail) {
+    if (take > rs->cap - rs->tail) {
         rs->paused = 1;   /* libcurl keeps this chunk and hands it over again on unpause */
         return CURL_WRITEFUNC_PAUSE;
     }
     rs->skip -= drop;
-    memcpy(rs->buf + rs->tail, data + drop, rest);
-    rs->tail += rest;
-    rs->pos += rest;
-    rs->received += rest;
-    return n;
+    memcpy(rs->buf + rs->tail, data + drop, take);
+    rs->tail += take;
+    rs->pos += take;
+    rs->received += take;
+    return over ? 0 : n;
 }
 
 static void s3_rstream_stop(s3_rstream *rs)
@@ -1030,9 +1082,12 @@ static void s3_rstream_stop(s3_rstream *rs)
 static mr_code s3_rstream_start(s3_rstream *rs, mr_err *e)
 {
     s3_req *q = &rs->req;
-    *q = (s3_req){.op = "GetObject", .method = "GET", .bucket = rs->t.bucket, .key = rs->t.key};
+    *q = (s3_req){.op = "GetObject", .method = "GET", .bucket = rs->t->bucket, .key = rs->t->key};
     /* No Range for a whole object: "bytes=0-" on an empty object is a 416 on S3. */
-    if (rs->pos > 0) snprintf(q->range, sizeof q->range, "bytes=%" PRIu64 "-", rs->pos);
+    if (rs->end != UINT64_MAX)
+        snprintf(q->range, sizeof q->range, "bytes=%" PRIu64 "-%" PRIu64, rs->pos, rs->end - 1);
+    else if (rs->pos > 0)
+        snprintf(q->range, sizeof q->range, "bytes=%" PRIu64 "-", rs->pos);
     if (rs->etag[0]) q->if_match = rs->etag;
     rs->easy = s3_handle_get();
     MR_CHECK(rs->easy, e, MR_ENOMEM, "S3: cannot create a curl handle");
@@ -1050,32 +1105,47 @@ static mr_code s3_rstream_start(s3_rstream *rs, mr_err *e)
     curl_easy_setopt(rs->easy, CURLOPT_HEADERDATA, &rs->resp);
     curl_easy_setopt(rs->easy, CURLOPT_WRITEFUNCTION, s3_rstream_on_body);
     curl_easy_setopt(rs->easy, CURLOPT_WRITEDATA, rs);
-    MR_CHECK(curl_multi_add_handle(rs->multi, rs->easy) == CURLM_OK, e, MR_ENET,
-             "S3 GetObject %s: cannot start the transfer", rs->uri);
+    curl_easy_setopt(rs->easy, CURLOPT_PRIVATE, rs);   /* the reader routes completions */
+    if (curl_multi_add_handle(rs->multi, rs->easy) != CURLM_OK) {
+        curl_slist_free_all(rs->hdrs);
+        rs->hdrs = NULL;
+        s3_handle_put(rs->easy);
+        rs->easy = NULL;
+        return mr_fail(e, MR_ENET, "S3 GetObject %s: cannot start the transfer", rs->uri);
+    }
     rs->active = 1;
     return MR_OK;
 }
 
-/* The transfer ended: done, resumable, or failed. */
+/* Whether a transfer that ended without an error got every byte it was after. */
+static int s3_rstream_complete(const s3_rstream *rs)
+{
+    uint64_t want = rs->end < rs->size ? rs->end : rs->size;
+    return want == UINT64_MAX || rs->pos >= want;
+}
+
+/* The transfer ended: done, resumable (after a backoff), or failed. */
 static mr_code s3_rstream_finish(s3_rstream *rs, CURLcode cc, mr_err *e)
 {
     long status = rs->resp.status;
     if (cc == CURLE_OK) curl_easy_getinfo(rs->easy, CURLINFO_RESPONSE_CODE, &status);
     rs->resp.status = status;
-    if (cc == CURLE_OK && !rs->checked && (status == 200 || status == 206)) {
-        if (rs->resp.have_total) rs->size = rs->resp.total;
-        else if (status == 200 && rs->resp.have_length) rs->size = rs->resp.content_length;
-    }
+    if (cc == CURLE_OK && !rs->checked) s3_rstream_check(rs);
     s3_rstream_stop(rs);
+    if (cc == CURLE_WRITE_ERROR && rs->pos >= rs->end) {
+        rs->eof = 1;   /* the head refused the bytes past its chunk */
+        return MR_OK;
+    }
     if (cc == CURLE_OK && (status == 200 || status == 206)) {
-        if (rs->size == UINT64_MAX || rs->pos >= rs->size) {
+        if (s3_rstream_complete(rs)) {
             rs->eof = 1;
             return MR_OK;
         }
         cc = CURLE_PARTIAL_FILE;   /* the server closed early without curl noticing */
     }
-    if (cc == CURLE_OK && status == 416) {
-        rs->eof = 1;   /* the offset is at or past the end */
+    /* At or past the end of the object; a chunk, though, was promised its bytes. */
+    if (cc == CURLE_OK && status == 416 && rs->end == UINT64_MAX) {
+        rs->eof = 1;
         return MR_OK;
     }
     int transient;
@@ -1100,118 +1170,244 @@ static mr_code s3_rstream_finish(s3_rstream *rs, CURLcode cc, mr_err *e)
         return rc;
     }
     atomic_fetch_add(&s3_retries, 1);
-    s3_backoff(rs->attempts);
-    return MR_OK;   /* the next read starts a ranged GET at rs->pos */
+    rs->wake_ms = s3_now_ms() + (uint64_t)s3_backoff_ms(rs->attempts);
+    return MR_OK;   /* the reader starts a ranged GET at rs->pos once wake_ms has passed */
 }
 
-/* Runs the transfer until bytes are buffered, it ends, or it fails. */
-static mr_code s3_rstream_pump(s3_rstream *rs, int block, mr_err *e)
+/* Hands over up to n buffered bytes and lets a paused transfer go on. */
+static size_t s3_rstream_take(s3_rstream *rs, void *buf, size_t n)
 {
-    for (;;) {
-        int running = 0;
-        CURLMcode mc = curl_multi_perform(rs->multi, &running);
-        MR_CHECK(mc == CURLM_OK, e, MR_ENET, "S3 GetObject %s: %s", rs->uri, curl_multi_strerror(mc));
-        CURLMsg *m;
-        int left;
-        while ((m = curl_multi_info_read(rs->multi, &left))) {
-            if (m->msg == CURLMSG_DONE && m->easy_handle == rs->easy)
-                return s3_rstream_finish(rs, m->data.result, e);
+    size_t k = rs->tail - rs->head;
+    if (k > n) k = n;
+    memcpy(buf, rs->buf + rs->head, k);
+    rs->head += k;
+    if (rs->head == rs->tail) rs->head = rs->tail = 0;
+    if (rs->paused) {
+        rs->paused = 0;
+        curl_easy_pause(rs->easy, CURLPAUSE_CONT);
+    }
+    return k;
+}
+
+static void s3_rstream_release(s3_rstream *rs)
+{
+    s3_rstream_stop(rs);
+    s3_resp_free(&rs->resp);
+    free(rs->buf);
+    rs->buf = NULL;
+}
+
+typedef struct s3_get {
+    s3_cfg *cfg;
+    s3_target t;
+    char *uri;
+    CURLM *multi;
+    s3_rstream head;         /* chunk 0: [offset, head.end), the whole read when small */
+    s3_rstream *slots;       /* parallel read: chunk c >= 1 lives in slots[c % nslots] */
+    int nslots;              /* connections at once (LUAMR_S3_PARALLEL) */
+    uint64_t chunk;          /* bytes per chunk (LUAMR_S3_CHUNK) */
+    uint64_t nchunks;        /* chunks in all, head included: 1 unless parallel */
+    uint64_t cur;            /* the chunk being read */
+    uint64_t started;        /* chunks [0, started) have been given a transfer */
+    mr_err failed;           /* sticky reader-level failure (memory, curl multi) */
+} s3_get;
+
+static s3_rstream *s3_get_stream(s3_get *g, uint64_t c)
+{
+    return c == 0 ? &g->head : &g->slots[c % (uint64_t)g->nslots];
+}
+
+/* Points a free slot at [from, to): its buffer is kept, its state starts afresh. */
+static void s3_get_assign(s3_get *g, s3_rstream *rs, uint64_t from, uint64_t to)
+{
+    rs->cfg = g->cfg;
+    rs->t = &g->t;
+    rs->uri = g->uri;
+    rs->multi = g->multi;
+    rs->pos = from;
+    rs->end = to;
+    rs->size = g->head.size;
+    rs->skip = rs->split = rs->wake_ms = 0;
+    memcpy(rs->etag, g->head.etag, sizeof rs->etag);   /* every chunk of one version */
+    rs->head = rs->tail = 0;
+    rs->eof = rs->attempts = 0;
+    mr_err_clear(&rs->failed);
+}
+
+/* Once the head has stopped at one chunk: chunk c may start when the chunk that held its
+ * slot before, c - nslots, has been read, so at most nslots chunks are ever buffered. */
+static mr_code s3_get_fill(s3_get *g, mr_err *e)
+{
+    if (g->head.end == UINT64_MAX) return MR_OK;   /* a single transfer */
+    uint64_t size = g->head.size;
+    if (!g->slots) {
+        g->slots = calloc((size_t)g->nslots, sizeof *g->slots);
+        MR_CHECK(g->slots, e, MR_ENOMEM, "out of memory reading %s", g->uri);
+        g->nchunks = 1 + (size - g->head.end + g->chunk - 1) / g->chunk;
+    }
+    while (g->started < g->nchunks && g->started < g->cur + (uint64_t)g->nslots) {
+        s3_rstream *rs = s3_get_stream(g, g->started);
+        if (!rs->buf) {
+            rs->buf = malloc((size_t)g->chunk);
+            MR_CHECK(rs->buf, e, MR_ENOMEM, "out of memory reading %s", g->uri);
+            rs->cap = (size_t)g->chunk;
         }
-        if (!block || rs->tail > rs->head || rs->paused) return MR_OK;
-        curl_multi_poll(rs->multi, NULL, 0, 1000, NULL);
+        uint64_t from = g->head.end + (g->started - 1) * g->chunk;
+        s3_get_assign(g, rs, from, size - from > g->chunk ? from + g->chunk : size);
+        g->started++;
+    }
+    return MR_OK;
+}
+
+/* Starts the transfers whose turn or backoff has come; returns the milliseconds until
+ * the next one is due (at most 1000). */
+static long s3_get_restart(s3_get *g)
+{
+    uint64_t now = s3_now_ms();
+    long wait = 1000;
+    for (uint64_t c = g->cur; c < g->started; c++) {
+        s3_rstream *rs = s3_get_stream(g, c);
+        if (rs->active || rs->eof || rs->failed.code != MR_OK) continue;
+        if (rs->wake_ms <= now) s3_rstream_start(rs, &rs->failed);
+        else if ((long)(rs->wake_ms - now) < wait) wait = (long)(rs->wake_ms - now);
+    }
+    return wait;
+}
+
+/* Moves bytes on every transfer and settles those that ended. */
+static void s3_get_perform(s3_get *g)
+{
+    int running = 0;
+    CURLMcode mc = curl_multi_perform(g->multi, &running);
+    if (mc != CURLM_OK) {
+        mr_fail(&g->failed, MR_ENET, "S3 GetObject %s: %s", g->uri, curl_multi_strerror(mc));
+        return;
+    }
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(g->multi, &left))) {
+        if (m->msg != CURLMSG_DONE) continue;
+        CURLcode cc = m->data.result;   /* m is gone once the handle is removed */
+        s3_rstream *rs = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&rs);
+        if (rs) s3_rstream_finish(rs, cc, &rs->failed);
     }
 }
 
-static ssize_t s3_rstream_read(void *ctx, void *buf, size_t n, mr_err *e)
+/* Whether the chunk being read has bytes, an end or an error to report. */
+static int s3_get_ready(s3_get *g)
 {
-    s3_rstream *rs = ctx;
+    s3_rstream *rs = s3_get_stream(g, g->cur);
+    return rs->tail > rs->head || rs->eof || rs->failed.code != MR_OK || g->failed.code != MR_OK;
+}
+
+/* One round over every transfer. With block, then waits for the network or the next
+ * retry unless the chunk being read has something to report. */
+static void s3_get_step(s3_get *g, int block)
+{
+    s3_get_perform(g);
+    if (g->failed.code != MR_OK || s3_get_fill(g, &g->failed) != MR_OK) return;
+    long wait = s3_get_restart(g);
+    if (block && !s3_get_ready(g)) curl_multi_poll(g->multi, NULL, 0, (int)wait, NULL);
+}
+
+static ssize_t s3_get_read(void *ctx, void *buf, size_t n, mr_err *e)
+{
+    s3_get *g = ctx;
     for (;;) {
+        s3_rstream *rs = s3_get_stream(g, g->cur);
         if (rs->tail > rs->head) {
-            size_t k = rs->tail - rs->head;
-            if (k > n) k = n;
-            memcpy(buf, rs->buf + rs->head, k);
-            rs->head += k;
-            if (rs->head == rs->tail) rs->head = rs->tail = 0;
-            if (rs->paused) {
-                rs->paused = 0;
-                curl_easy_pause(rs->easy, CURLPAUSE_CONT);
-            }
-            /* Keep the socket drained while the reader works through the buffer; a
-             * failure here is reported by the read that finds the buffer empty. */
-            if (rs->active && !rs->paused && rs->failed.code == MR_OK)
-                s3_rstream_pump(rs, 0, &rs->failed);
+            size_t k = s3_rstream_take(rs, buf, n);
+            /* Keep every socket drained while the reader works through the buffer; a
+             * failure here is reported when the reader gets to it. */
+            s3_get_step(g, 0);
             return (ssize_t)k;
         }
-        if (rs->failed.code != MR_OK) {
-            if (e) *e = rs->failed;
+        const mr_err *f = g->failed.code != MR_OK ? &g->failed
+                        : rs->failed.code != MR_OK ? &rs->failed : NULL;
+        if (f) {
+            if (e) *e = *f;
             return -1;
         }
-        if (rs->eof) return 0;
-        if (rs->active) s3_rstream_pump(rs, 1, &rs->failed);
-        else s3_rstream_start(rs, &rs->failed);
-    }
-}
-
-static void s3_rstream_free(s3_rstream *rs)
-{
-    if (!rs) return;
-    s3_rstream_stop(rs);
-    if (rs->multi) curl_multi_cleanup(rs->multi);
-    s3_resp_free(&rs->resp);
-    s3_target_free(&rs->t);
-    s3_cfg_release(rs->cfg);
-    free(rs->uri);
-    free(rs->buf);
-    free(rs);
-}
-
-static void s3_rstream_close(void *ctx) { s3_rstream_free(ctx); }
-
-static const stream_ops s3_stream_ops = {s3_rstream_read, s3_rstream_close};
-
-static s3_rstream *s3_rstream_create(const char *uri, uint64_t offset, mr_err *e)
-{
-    s3_rstream *rs = calloc(1, sizeof *rs);
-    MR_CHECK_NULL(rs, e, MR_ENOMEM, "out of memory opening %s", uri);
-    if (s3_parse_uri(uri, &rs->t.bucket, &rs->t.key, e) != MR_OK) { free(rs); return NULL; }
-    rs->uri = strdup(uri);
-    rs->buf = malloc(S3_STREAM_BUF);
-    rs->multi = curl_multi_init();
-    rs->pos = offset;
-    rs->size = UINT64_MAX;
-    if (!rs->uri || !rs->buf || !rs->multi) {
-        s3_rstream_free(rs);
-        mr_fail(e, MR_ENOMEM, "out of memory opening %s", uri);
-        return NULL;
-    }
-    if (!rs->t.key[0]) {
-        s3_rstream_free(rs);
-        mr_fail(e, MR_EINVAL, "'%s' names a bucket, not an object", uri);
-        return NULL;
-    }
-    rs->cfg = s3_cfg_acquire(e);
-    if (!rs->cfg) { s3_rstream_free(rs); return NULL; }
-    /* Start now so that a missing object or bad credentials fail at open, not first read. */
-    if (s3_rstream_start(rs, e) != MR_OK) { s3_rstream_free(rs); return NULL; }
-    mr_err tmp = {0};
-    while (rs->active && !rs->checked && rs->failed.code == MR_OK) {
-        if (s3_rstream_pump(rs, 1, &tmp) != MR_OK) {
-            if (e) *e = tmp;
-            s3_rstream_free(rs);
-            return NULL;
+        if (!rs->eof) {
+            s3_get_step(g, 1);
+            continue;
         }
-        if (!rs->active) break;
+        if (s3_get_fill(g, &g->failed) != MR_OK) continue;
+        if (g->cur + 1 >= g->nchunks) return 0;
+        g->cur++;   /* the slot just read takes the next chunk in the next step */
     }
-    return rs;
+}
+
+static void s3_get_free(s3_get *g)
+{
+    if (!g) return;
+    s3_rstream_release(&g->head);
+    for (int i = 0; g->slots && i < g->nslots; i++) s3_rstream_release(&g->slots[i]);
+    free(g->slots);
+    if (g->multi) curl_multi_cleanup(g->multi);
+    s3_cfg_release(g->cfg);
+    s3_target_free(&g->t);
+    free(g->uri);
+    free(g);
+}
+
+static void s3_get_close(void *ctx) { s3_get_free(ctx); }
+
+static const stream_ops s3_stream_ops = {s3_get_read, s3_get_close};
+
+/* The head: an open-ended GET at offset, which may split off the rest as chunks. */
+static mr_code s3_get_init_head(s3_get *g, uint64_t offset, mr_err *e)
+{
+    s3_rstream *h = &g->head;
+    h->t = &g->t;
+    h->uri = g->uri;
+    h->multi = g->multi;
+    h->cfg = g->cfg;
+    h->pos = offset;
+    h->end = h->size = UINT64_MAX;
+    h->split = g->nslots > 1 ? g->chunk : 0;
+    h->cap = S3_STREAM_BUF;
+    h->buf = malloc(h->cap);
+    MR_CHECK(h->buf, e, MR_ENOMEM, "out of memory opening %s", g->uri);
+    /* Start now so that a missing object or bad credentials fail at open, not first read. */
+    MR_TRY(s3_rstream_start(h, e));
+    while (h->active && !h->checked && h->failed.code == MR_OK && g->failed.code == MR_OK)
+        s3_get_step(g, 1);
+    const mr_err *f = g->failed.code != MR_OK ? &g->failed : &h->failed;
+    if (f->code != MR_OK && e) *e = *f;
+    return f->code;
+}
+
+static s3_get *s3_get_open(const char *uri, uint64_t offset, mr_err *e)
+{
+    s3_get *g = calloc(1, sizeof *g);
+    MR_CHECK_NULL(g, e, MR_ENOMEM, "out of memory opening %s", uri);
+    if (s3_parse_uri(uri, &g->t.bucket, &g->t.key, e) != MR_OK) { free(g); return NULL; }
+    g->uri = strdup(uri);
+    g->multi = curl_multi_init();
+    g->nslots = s3_parallel();
+    g->chunk = s3_chunk_size();
+    g->nchunks = g->started = 1;
+    mr_code rc = !g->uri || !g->multi ? mr_fail(e, MR_ENOMEM, "out of memory opening %s", uri)
+               : !g->t.key[0] ? mr_fail(e, MR_EINVAL, "'%s' names a bucket, not an object", uri)
+               : MR_OK;
+    if (rc == MR_OK && !(g->cfg = s3_cfg_acquire(e))) rc = e ? e->code : MR_EINVAL;
+    if (rc == MR_OK) rc = s3_get_init_head(g, offset, e);
+    if (rc != MR_OK) {
+        s3_get_free(g);
+        return NULL;
+    }
+    return g;
 }
 
 stream *s3_open_stream(const char *uri, uint64_t offset, mr_err *e)
 {
-    s3_rstream *rs = s3_rstream_create(uri, offset, e);
-    if (!rs) return NULL;
-    stream *s = stream_create(&s3_stream_ops, rs, uri);
+    s3_get *g = s3_get_open(uri, offset, e);
+    if (!g) return NULL;
+    stream *s = stream_create(&s3_stream_ops, g, uri);
     if (!s) {
-        s3_rstream_free(rs);
+        s3_get_free(g);
         mr_fail(e, MR_ENOMEM, "out of memory opening %s", uri);
     }
     return s;
@@ -1460,14 +1656,14 @@ mr_code s3_get_file(const char *uri, const char *local_path, mr_err *e)
     char *tmp = malloc(plen);
     MR_CHECK(tmp, e, MR_ENOMEM, "out of memory");
     snprintf(tmp, plen, "%s.tmp-%d", local_path, (int)getpid());
-    s3_rstream *rs = s3_rstream_create(uri, 0, e);
-    if (!rs) { free(tmp); return e ? e->code : MR_EIO; }
+    s3_get *g = s3_get_open(uri, 0, e);
+    if (!g) { free(tmp); return e ? e->code : MR_EIO; }
     FILE *f = fopen(tmp, "wb");
     mr_code rc = f ? MR_OK : mr_fail(e, MR_EIO, "cannot create %s: %s", tmp, strerror(errno));
     char *chunk = malloc(1 << 20);
     if (rc == MR_OK && !chunk) rc = mr_fail(e, MR_ENOMEM, "out of memory");
     while (rc == MR_OK) {
-        ssize_t n = s3_rstream_read(rs, chunk, 1 << 20, e);
+        ssize_t n = s3_get_read(g, chunk, 1 << 20, e);
         if (n < 0) rc = e ? e->code : MR_EIO;
         if (n <= 0) break;
         if (fwrite(chunk, 1, (size_t)n, f) != (size_t)n)
@@ -1479,7 +1675,7 @@ mr_code s3_get_file(const char *uri, const char *local_path, mr_err *e)
     if (rc != MR_OK) unlink(tmp);
     free(chunk);
     free(tmp);
-    s3_rstream_free(rs);
+    s3_get_free(g);
     return rc;
 }
 

@@ -8,7 +8,8 @@
  * connection cache per process). Transient failures (500, 503 SlowDown, timeouts, dropped
  * connections) are retried with exponential backoff and full jitter, up to
  * LUAMR_S3_MAX_ATTEMPTS attempts (default 5); a streamed GET that is cut resumes at the
- * byte it reached. Other failures are errors naming the operation, bucket, key, S3's
+ * byte it reached. A streamed read of more than two chunks (LUAMR_S3_CHUNK, default 8 MiB)
+ * runs up to LUAMR_S3_PARALLEL (default 4) ranged GETs at once, in order. Other failures are errors naming the operation, bucket, key, S3's
  * error code, message and request id. Safe to use from several threads. See docs/s3.md. */
 #ifndef LUAMR_S3_H
 #define LUAMR_S3_H
@@ -38,7 +39,9 @@ void s3_shutdown(void);
 mr_code s3_parse_uri(const char *uri, char **bucket, char **key, mr_err *e);
 
 /* The stream opener: a streaming GET from offset. Bytes arrive as the reader asks for
- * them (at most one buffer of 1 MiB is held), never the whole object first. */
+ * them (at most one buffer of 1 MiB is held), never the whole object first; when more
+ * than two chunks are left from offset, the rest comes as chunks over up to
+ * LUAMR_S3_PARALLEL connections at once (then one chunk buffer each), still in order. */
 stream *s3_open_stream(const char *uri, uint64_t offset, mr_err *e);
 
 /* The sink opener: buffers one part (LUAMR_S3_PART_SIZE, default 8 MiB, at least 5 MiB);

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# S3 read throughput: a 500 MiB object on the local test server (tests/s3/server.js),
-# streamed by luamr's S3 client (tests/s3/s3cat) and by `aws s3 cp s3://... -`, in the
-# same run. Prints the median times and the ratio aws/luamr (> 1: luamr is faster).
-#   SIZE_MIB=500 RUNS=3 bash scripts/bench/s3.sh
+# S3 read throughput: one large object on the local test server (tests/s3/server.js),
+# streamed by luamr's S3 client (tests/s3/s3cat) with one connection and with parallel
+# ranged GETs, and by `aws s3 cp s3://... -`, in the same run:
+#   1. straight from the server, where nothing caps a connection;
+#   2. through tests/s3/faultproxy.js capping every response at RATE_MIBPS, as S3 caps
+#      each connection (50-90 MB/s): the case parallel ranged GETs are for.
+# Prints median times, MiB/s and ratios (> 1: the first named is slower).
+#   SIZE_MIB=500 RUNS=3 PARALLEL=4 RATE_MIBPS=50 bash scripts/bench/s3.sh
 source "$(dirname "$0")/lib.sh.inc"
+source "$ROOT/tests/s3/lib.sh.inc"
 SIZE_MIB=${SIZE_MIB:-500}
+PARALLEL=${PARALLEL:-4}
+RATE_MIBPS=${RATE_MIBPS:-50}
 AWS=/usr/bin/aws   # another `aws` may come first on PATH
 [ -x "$AWS" ] || { echo "needs the AWS CLI at $AWS (apt-get install awscli)" >&2; exit 1; }
 [ -d "$ROOT/tests/s3/node_modules" ] || npm ci --prefix "$ROOT/tests/s3" --no-audit --no-fund >/dev/null
@@ -18,36 +25,58 @@ cc -O2 -std=gnu11 -I"$ROOT" "$ROOT/tests/s3/s3cat.c" "$BUILD/libluamr_core.a" -o
   $(pkg-config --libs luajit libcjson libcurl libdeflate zlib) -lcrypto -lm -ldl -lpthread
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/luamr-bench-s3.XXXXXX")
-exec 3> >(NODE_OPTIONS=--openssl-legacy-provider node "$ROOT/tests/s3/server.js" --dir "$WORK/srv" \
-  --bucket bench >"$WORK/port")
-cleanup() { exec 3>&-; sleep 0.5; rm -rf "$WORK"; }
+cleanup() { s3_stop; rm -rf "$WORK"; }
 trap cleanup EXIT
-for _ in $(seq 50); do grep -q PORT "$WORK/port" 2>/dev/null && break; sleep 0.1; done
-PORT=$(awk '{print $2}' "$WORK/port")
-[ -n "$PORT" ] || { echo "the S3 test server did not start" >&2; exit 1; }
+s3_start_server "$WORK" bench
+s3_start_proxy 1 0 0 $((RATE_MIBPS * 1024))
+DIRECT="http://127.0.0.1:$S3_PORT" CAPPED="http://127.0.0.1:$S3_PROXY_PORT"
 
-export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 URI="s3://bench/big-${SIZE_MIB}m.bin"
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$WORK/big.bin"
 "$S3CAT" -p "$WORK/big.bin" "$URI" 2>/dev/null
 want=$(sha256sum <"$WORK/big.bin" | cut -d' ' -f1)
 rm -f "$WORK/big.bin"
 
-# Both readers must deliver the same bytes before their times mean anything.
-got_luamr=$("$S3CAT" "$URI" 2>/dev/null | sha256sum | cut -d' ' -f1)
-got_aws=$("$AWS" --endpoint-url "$AWS_ENDPOINT_URL" s3 cp "$URI" - | sha256sum | cut -d' ' -f1)
-[ "$got_luamr" = "$want" ] || { echo "luamr read different bytes" >&2; exit 1; }
-[ "$got_aws" = "$want" ] || { echo "aws read different bytes" >&2; exit 1; }
+# READER ENDPOINT: the object to stdout. READER is luamr1, luamrN or aws.
+fetch() {
+  case $1 in
+    luamr1) AWS_ENDPOINT_URL=$2 LUAMR_S3_PARALLEL=1 "$S3CAT" "$URI" ;;
+    luamrN) AWS_ENDPOINT_URL=$2 LUAMR_S3_PARALLEL=$PARALLEL "$S3CAT" "$URI" ;;
+    aws) "$AWS" --endpoint-url "$2" s3 cp "$URI" - ;;
+  esac
+}
+# Every reader must deliver the same bytes before its times mean anything.
+for r in luamr1 luamrN aws; do
+  for ep in "$DIRECT" "$CAPPED"; do
+    got=$(fetch "$r" "$ep" 2>/dev/null | sha256sum | cut -d' ' -f1)
+    [ "$got" = "$want" ] || { echo "$r via $ep read different bytes" >&2; exit 1; }
+  done
+done
 
-read_luamr() { "$S3CAT" "$URI" >/dev/null; }
-read_aws() { "$AWS" --endpoint-url "$AWS_ENDPOINT_URL" s3 cp "$URI" - >/dev/null; }
-t_luamr=$(median_time read_luamr)
-t_aws=$(median_time read_aws)
-/usr/bin/time -o "$WORK/rss" -f '%M' "$S3CAT" -n "$URI" >/dev/null 2>&1
-rss=$(tail -1 "$WORK/rss")
+d_luamr1() { fetch luamr1 "$DIRECT"; }
+d_luamrN() { fetch luamrN "$DIRECT"; }
+d_aws() { fetch aws "$DIRECT"; }
+c_luamr1() { fetch luamr1 "$CAPPED"; }
+c_luamrN() { fetch luamrN "$CAPPED"; }
+c_aws() { fetch aws "$CAPPED"; }
+mapfile -t t < <(medians d_luamr1 d_luamrN d_aws c_luamr1 c_luamrN c_aws | cut -d' ' -f1)
+rss() {
+  AWS_ENDPOINT_URL=$DIRECT LUAMR_S3_PARALLEL=$1 /usr/bin/time -o "$WORK/rss" -f '%M' \
+    "$S3CAT" -n "$URI" >/dev/null 2>&1
+  tail -1 "$WORK/rss"
+}
+rss1=$(rss 1)
+rssN=$(rss "$PARALLEL")
 mbps() { echo "scale=1; $SIZE_MIB / $1" | bc -l; }
-echo "s3 read of a ${SIZE_MIB} MiB object from the local test server (median of $RUNS):"
-printf '  luamr  %6.2f s  %7s MiB/s  peak RSS %s KiB\n' "$t_luamr" "$(mbps "$t_luamr")" "$rss"
-printf '  aws    %6.2f s  %7s MiB/s\n' "$t_aws" "$(mbps "$t_aws")"
-echo "  ratio aws/luamr: $(ratio "$t_aws" "$t_luamr")"
+row() { printf '  %-26s %6.2f s  %7s MiB/s%s\n' "$1" "$2" "$(mbps "$2")" "${3:-}"; }
+echo "s3 read of a ${SIZE_MIB} MiB object (median of $RUNS rounds)"
+echo "straight from the local test server:"
+row "luamr, 1 connection" "${t[0]}" "  peak RSS $rss1 KiB"
+row "luamr, $PARALLEL connections" "${t[1]}" "  peak RSS $rssN KiB"
+row "aws s3 cp" "${t[2]}"
+echo "  ratios: luamr 1/$PARALLEL connections $(ratio "${t[0]}" "${t[1]}"), aws/luamr $(ratio "${t[2]}" "${t[1]}")"
+echo "through the proxy, each connection capped at $RATE_MIBPS MiB/s:"
+row "luamr, 1 connection" "${t[3]}"
+row "luamr, $PARALLEL connections" "${t[4]}"
+row "aws s3 cp" "${t[5]}"
+echo "  ratios: luamr 1/$PARALLEL connections $(ratio "${t[3]}" "${t[4]}"), aws/luamr $(ratio "${t[5]}" "${t[4]}")"

@@ -62,19 +62,21 @@ static void use_endpoint(int port)
     s3_reload_config();
 }
 
-/* Reads a whole stream with reads of `chunk` bytes. */
-static char *read_all(const char *uri, uint64_t offset, size_t chunk, size_t *len, mr_err *e)
+/* Reads a stream from offset with reads of `chunk` bytes, up to max bytes, then closes it
+ * (possibly mid-transfer). */
+static char *read_some(const char *uri, uint64_t offset, size_t chunk, size_t max, size_t *len,
+                       mr_err *e)
 {
     stream *s = stream_open_raw(uri, offset, e);
     if (!s) return NULL;
     size_t cap = 1 << 16, n = 0;
     char *out = malloc(cap);
-    for (;;) {
+    while (n < max) {
         if (n + chunk > cap) {
             while (n + chunk > cap) cap *= 2;
             out = realloc(out, cap);
         }
-        ssize_t k = stream_read(s, out + n, chunk, e);
+        ssize_t k = stream_read(s, out + n, chunk < max - n ? chunk : max - n, e);
         if (k < 0) { free(out); stream_close(s); return NULL; }
         if (k == 0) break;
         n += (size_t)k;
@@ -82,6 +84,12 @@ static char *read_all(const char *uri, uint64_t offset, size_t chunk, size_t *le
     stream_close(s);
     *len = n;
     return out;
+}
+
+/* Reads a whole stream with reads of `chunk` bytes. */
+static char *read_all(const char *uri, uint64_t offset, size_t chunk, size_t *len, mr_err *e)
+{
+    return read_some(uri, offset, chunk, SIZE_MAX, len, e);
 }
 
 static int uploads_left(void)
@@ -104,21 +112,27 @@ static size_t collect(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-static void proxy_stats(long *slowdowns, long *cuts)
+/* One counter of the fault proxy at port ("cuts", "gets", ...). */
+static long proxy_stat(int port, const char *name)
 {
-    char url[96], body[256] = "";
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/__faultproxy/stats", proxy_port);
+    char url[96], body[256] = "", key[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/__faultproxy/stats", port);
     CURL *h = curl_easy_init();
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
     ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
     curl_easy_cleanup(h);
-    const char *s = strstr(body, "\"slowdowns\":"), *c = strstr(body, "\"cuts\":");
-    ck_assert_ptr_nonnull(s);
-    ck_assert_ptr_nonnull(c);
-    *slowdowns = strtol(s + 12, NULL, 10);
-    *cuts = strtol(c + 7, NULL, 10);
+    snprintf(key, sizeof key, "\"%s\":", name);
+    const char *v = strstr(body, key);
+    ck_assert_msg(v, "no %s in %s", name, body);
+    return strtol(v + strlen(key), NULL, 10);
+}
+
+static void proxy_stats(long *slowdowns, long *cuts)
+{
+    *slowdowns = proxy_stat(proxy_port, "slowdowns");
+    *cuts = proxy_stat(proxy_port, "cuts");
 }
 
 /* ---- objects ---- */
@@ -652,6 +666,158 @@ START_TEST(test_slow_reader)
 }
 END_TEST
 
+/* ---- parallel reads ---- */
+
+#define MIB (1024u * 1024u)
+
+/* Starts a fault-free proxy in front of the server that caps each response at rate_kbps,
+ * like S3's per-connection cap, and counts GETs and how many run at once. */
+static pid_t start_clean_proxy(const char *rate_kbps, FILE **in, int *port)
+{
+    char target[16], js[512];
+    snprintf(target, sizeof target, "%d", server_port);
+    const char *src = getenv("LUAMR_SOURCE_DIR");
+    snprintf(js, sizeof js, "%s/tests/s3/faultproxy.js", src ? src : ".");
+    const char *argv[] = {"node", js, "--target", target, "--slowdown", "0", "--cut", "0",
+                          "--rate-kbps", rate_kbps, NULL};
+    pid_t pid = spawn_node(argv, in, port);
+    ck_assert_int_gt(*port, 0);
+    return pid;
+}
+
+/* Reads [off, off + max) of uri through the stream scheme and compares with data. */
+static void check_read(const char *uri, const char *data, size_t n, uint64_t off, size_t max)
+{
+    mr_err e = {0};
+    size_t len = 0;
+    char *got = read_some(uri, off, 65536 + 17, max, &len, &e);
+    ck_assert_msg(got, "%s at %llu: %s", uri, (unsigned long long)off, e.msg);
+    size_t want = n - off < max ? n - off : max;
+    ck_assert_uint_eq(len, want);
+    ck_assert_msg(memcmp(got, data + off, len) == 0, "%s at %llu differs", uri,
+                  (unsigned long long)off);
+    free(got);
+}
+
+/* An object of 8 chunks (the last short) read with 4 connections: the same bytes from
+ * offset 0, from mid-chunk, and a read that also stops mid-chunk; one GET per chunk, more
+ * than one at a time; one GET when parallel reads are off or the object is small. */
+START_TEST(test_parallel_read_identical)
+{
+    setenv("LUAMR_S3_CHUNK", "1M", 1);
+    setenv("LUAMR_S3_PARALLEL", "4", 1);
+    const char *uri = "s3://" BUCKET "/par/eight-chunks.bin";
+    size_t n = 7 * MIB + 12345;
+    char *data = gen_data(2024, n);
+    mr_err e = {0};
+    ck_assert_msg(s3_put_object(uri, data, n, &e) == MR_OK, "%s", e.msg);
+    FILE *in = NULL;
+    int port = 0;
+    pid_t pid = start_clean_proxy("16384", &in, &port);
+    use_endpoint(port);
+
+    long gets = proxy_stat(port, "gets");
+    check_read(uri, data, n, 0, SIZE_MAX);
+    ck_assert_int_eq(proxy_stat(port, "gets") - gets, 8);   /* the head, then 7 chunks */
+    long most = proxy_stat(port, "maxInflight");
+    /* +1: the head's connection, dropped at its chunk's end, may not be closed at the
+     * proxy yet when the chunk that takes its place arrives. */
+    ck_assert_msg(most >= 2 && most <= 4 + 1, "%ld GETs at once", most);
+
+    uint64_t mid = MIB + MIB / 2 + 333;
+    gets = proxy_stat(port, "gets");
+    check_read(uri, data, n, mid, SIZE_MAX);
+    ck_assert_int_eq(proxy_stat(port, "gets") - gets, (long)((n - mid + MIB - 1) / MIB));
+    check_read(uri, data, n, 2 * MIB + 77, 3 * MIB + 5);   /* closed with chunks in flight */
+    check_read(uri, data, n, n - 2 * MIB - 1, SIZE_MAX);   /* just over 2 chunks: parallel */
+
+    gets = proxy_stat(port, "gets");
+    check_read(uri, data, n, n - 2 * MIB, SIZE_MAX);       /* 2 chunks: one GET */
+    ck_assert_int_eq(proxy_stat(port, "gets") - gets, 1);
+    setenv("LUAMR_S3_PARALLEL", "1", 1);
+    gets = proxy_stat(port, "gets");
+    check_read(uri, data, n, 0, SIZE_MAX);
+    ck_assert_int_eq(proxy_stat(port, "gets") - gets, 1);
+    stop_node(pid, in);
+    free(data);
+}
+END_TEST
+
+/* Parallel reads through 503s and cut bodies: the same bytes, and every fault the reader
+ * sees costs exactly one retry. The head asks for the rest of the object but stops after
+ * one chunk, so a cut of its answer (halfway through more than two chunks) is never seen. */
+START_TEST(test_parallel_read_faults)
+{
+    setenv("LUAMR_S3_CHUNK", "1M", 1);
+    setenv("LUAMR_S3_PARALLEL", "4", 1);
+    setenv("LUAMR_S3_BACKOFF_MS", "2", 1);
+    setenv("LUAMR_S3_MAX_ATTEMPTS", "8", 1);
+    long slow0 = proxy_stat(proxy_port, "slowdowns"), cut0 = proxy_stat(proxy_port, "cuts");
+    long open0 = proxy_stat(proxy_port, "openCuts");
+    use_endpoint(proxy_port);
+    uint64_t before = s3_retry_count();
+    static const size_t sizes[] = {3 * MIB + 1, 5 * MIB + 777, 6 * MIB, 7 * MIB + 12345};
+    for (int i = 0; i < 4; i++) {
+        char uri[96];
+        snprintf(uri, sizeof uri, "s3://" BUCKET "/par-faults/o%d", i);
+        char *data = gen_data(500 + i, sizes[i]);
+        mr_err e = {0};
+        ck_assert_msg(s3_put_object(uri, data, sizes[i], &e) == MR_OK, "%s", e.msg);
+        for (int round = 0; round < 2; round++) {
+            check_read(uri, data, sizes[i], 0, SIZE_MAX);
+            check_read(uri, data, sizes[i], MIB / 2 + 4099 * (uint64_t)i, SIZE_MAX);
+        }
+        free(data);
+    }
+    long slow = proxy_stat(proxy_port, "slowdowns") - slow0;
+    long cuts = proxy_stat(proxy_port, "cuts") - cut0;
+    long seen = cuts - (proxy_stat(proxy_port, "openCuts") - open0);
+    uint64_t retries = s3_retry_count() - before;
+    ck_assert_msg(slow > 0 && seen > 0, "the proxy injected no faults (%ld, %ld)", slow, seen);
+    ck_assert_uint_eq(retries, (uint64_t)(slow + seen));
+    fprintf(stderr, "parallel reads through the fault proxy: %ld slowdowns, %ld cuts (%ld of "
+            "them past a head's chunk), %llu retries\n", slow, cuts, cuts - seen,
+            (unsigned long long)retries);
+}
+END_TEST
+
+/* A chunk that fails for good fails the read, naming the operation, the object and S3's
+ * answer, once the reader gets to it; the chunks before it arrive intact. */
+START_TEST(test_parallel_read_error)
+{
+    setenv("LUAMR_S3_CHUNK", "1M", 1);
+    setenv("LUAMR_S3_PARALLEL", "2", 1);
+    const char *uri = "s3://" BUCKET "/par/gone.bin";
+    size_t n = 8 * MIB;
+    char *data = gen_data(7, n);
+    mr_err e = {0};
+    ck_assert_msg(s3_put_object(uri, data, n, &e) == MR_OK, "%s", e.msg);
+    FILE *in = NULL;
+    int port = 0;
+    pid_t pid = start_clean_proxy("8192", &in, &port);   /* 1 MiB takes 1/8 s */
+    use_endpoint(port);
+    stream *s = stream_open_raw(uri, 0, &e);
+    ck_assert_msg(s, "%s", e.msg);
+    ck_assert_int_eq(s3_delete(uri, &e), MR_OK);   /* the head's answer is on its way */
+    char *got = malloc(n);
+    size_t off = 0;
+    ssize_t k;
+    while ((k = stream_read(s, got + off, n - off, &e)) > 0) off += (size_t)k;
+    ck_assert_int_eq(k, -1);
+    ck_assert_uint_ge(off, MIB);
+    ck_assert_uint_lt(off, n);
+    ck_assert_uint_eq(off % MIB, 0);   /* it stops where the failed chunk begins */
+    ck_assert(memcmp(got, data, off) == 0);
+    ck_assert_int_eq(e.code, MR_ENOTFOUND);
+    ck_assert_msg(strstr(e.msg, "S3 GetObject s3://" BUCKET "/par/gone.bin failed: HTTP 404 "
+                                "NoSuchKey") && strstr(e.msg, "request id"), "%s", e.msg);
+    stream_close(s);
+    stop_node(pid, in);
+    free(got);
+    free(data);
+}
+END_TEST
+
 /* ---- AWS CLI interop ---- */
 
 static int run(const char *cmd)
@@ -771,6 +937,13 @@ static Suite *s3_suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_fault_proxy_byte_identical);
     tcase_add_test(tc, test_slow_reader);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("parallel");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_parallel_read_identical);
+    tcase_add_test(tc, test_parallel_read_faults);
+    tcase_add_test(tc, test_parallel_read_error);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("aws_cli");
