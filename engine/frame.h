@@ -108,6 +108,15 @@ static inline const char *frame_col_str(const frame_col *c, size_t i, size_t *le
 /* Numeric value of an i64/f64/bool cell as a double (NaN for null/string). */
 double frame_col_num(const frame_col *c, size_t i);
 
+/* Large scratch buffers with the allocation policy of column buffers (big ones mapped in
+ * huge-page units, see frame.c), for operators that build column-sized arrays. The size
+ * given to free/realloc must be the size the buffer was allocated (or last resized) with.
+ * calloc'd buffers read as zero. NULL when out of memory. */
+void *frame_buf_alloc(size_t n);
+void *frame_buf_calloc(size_t n);
+void *frame_buf_realloc(void *p, size_t old_n, size_t n);
+void frame_buf_free(void *p, size_t n);   /* accepts NULL */
+
 /* ---- whole-frame helpers ---- */
 /* Appends all rows of src to dst; columns matched by name, missing ones padded with
  * nulls, int64 widened to float64 where the other side is float64. Creates columns in

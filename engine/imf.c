@@ -94,11 +94,20 @@ static mr_code ibuf_ensure(ibuf *b, size_t n)
     if (n <= b->cap) return MR_OK;
     size_t ncap = b->cap ? b->cap * 2 : 4096;
     if (ncap < n) ncap = n;
-    uint8_t *p = realloc(b->p, ncap);
+    /* the column-buffer allocator: a group's buffers are megabytes, and the next file a
+     * reducer reads reuses the pages of the last one instead of faulting in fresh ones */
+    uint8_t *p = frame_buf_realloc(b->p, b->cap, ncap);
     if (!p) return MR_ENOMEM;
     b->p = p;
     b->cap = ncap;
     return MR_OK;
+}
+
+static void ibuf_free(ibuf *b)
+{
+    frame_buf_free(b->p, b->cap);
+    b->p = NULL;
+    b->cap = 0;
 }
 
 static void put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
@@ -752,10 +761,10 @@ void imf_writer_free(imf_writer *w)
     free(w->pending);
     free(w->pending_mem);
     free(w->groups);
-    free(w->enc.p);
-    free(w->dict_bytes.p);
-    free(w->shuf.p);
-    free(w->comp_out.p);
+    ibuf_free(&w->enc);
+    ibuf_free(&w->dict_bytes);
+    ibuf_free(&w->shuf);
+    ibuf_free(&w->comp_out);
     free(w->slots);
     free(w->dict_off);
     free(w->dict_len);
@@ -978,9 +987,9 @@ void imf_reader_free(imf_reader *r)
     frame_free(r->schema);
     free(r->groups);
     free(r->cursor);
-    free(r->gbuf.p);
-    for (int i = 0; i < 4; i++) free(r->blk[i].p);
-    free(r->shuf.p);
+    ibuf_free(&r->gbuf);
+    for (int i = 0; i < 4; i++) ibuf_free(&r->blk[i]);
+    ibuf_free(&r->shuf);
     free(r->path);
     free(r);
 }
@@ -1181,6 +1190,12 @@ static mr_code read_column(bctx *b, frame_type type, size_t n, frame_col *c, mr_
         if (!decode) return MR_OK;
         MR_CHECK(frame_col_reserve(c, c->len + n, 0) == MR_OK, e, MR_ENOMEM,
                  "imf %s: out of memory", r->path);
+        if (!nulls && !c->nulls && c->type == type && type != FRAME_BOOL) {
+            /* no nulls either side, same 8-byte type: the block is the column's layout */
+            memcpy(c->v.i64 + c->len, d, n * 8);
+            c->len += n;
+            return MR_OK;
+        }
         for (size_t i = 0; i < n; i++) {
             mr_code rc;
             if (IS_NULL(i)) rc = frame_col_push_null(c);
@@ -1212,6 +1227,19 @@ static mr_code read_column(bctx *b, frame_type type, size_t n, frame_col *c, mr_
         MR_CHECK(frame_col_reserve(c, c->len + n, c->arena_len + (size_t)total) == MR_OK, e,
                  MR_ENOMEM, "imf %s: out of memory", r->path);
         const char *s = (const char *)bv.data;
+        if (!nulls && !c->nulls && c->type == FRAME_STR) {
+            /* the bytes are the arena's, back to back: one copy, then the offsets */
+            if (total) memcpy(c->arena + c->arena_len, s, (size_t)total);
+            int64_t *offs = c->v.offs + c->len;
+            int64_t at = (int64_t)c->arena_len;
+            for (size_t i = 0; i < n; i++) {
+                at += (int64_t)get_uw(lv.data, lv.width, i);
+                offs[i + 1] = at;
+            }
+            c->arena_len += (size_t)total;
+            c->len += n;
+            return MR_OK;
+        }
         for (size_t i = 0; i < n; i++) {
             size_t l = (size_t)get_uw(lv.data, lv.width, i);
             mr_code rc = IS_NULL(i) ? frame_col_push_null(c) : frame_col_push_str(c, s, l);
