@@ -1105,6 +1105,10 @@ done:
     /* after the result was taken: returning the input itself must copy it first */
     lframe_release(L, base + 2);
     lua_settop(L, base);
+    /* Frames the call dropped are garbage that Lua sizes as a few bytes each; a reduce
+     * run once per sub-partition would otherwise keep every call's frames until the
+     * allocation-driven collection in lframe_push happens to run. */
+    lua_gc(L, LUA_GCCOLLECT, 0);
     task_end(s);
     return out;
 }
