@@ -89,6 +89,9 @@ struct reader {
     size_t wlen, wpos;
     int eof;                    /* the window holds everything that is left */
     int done;                   /* range end or max_records reached */
+    uint64_t batch_end;         /* reader_frame_batch: stop once nrec reaches it (0: none) */
+    size_t frame_bytes_cap;     /* a frame being built stops at about this size (0: none) */
+    int frame_bytes_hit;        /* ... and it did */
     uint64_t line;              /* line number of the next record (0: unknown) */
     uint64_t nrec, nbad;
 
@@ -973,7 +976,15 @@ static int rd_csv_learn_width(reader *r, mr_err *e)
 static int rd_limit_reached(reader *r)
 {
     if (r->o.max_records && r->nrec >= r->o.max_records) r->done = 1;
-    return r->done;
+    return r->done || (r->batch_end && r->nrec >= r->batch_end);
+}
+
+/* Records still wanted: max_records and the batch's end, whichever comes first. */
+static uint64_t rd_records_left(const reader *r, uint64_t cap)
+{
+    if (r->o.max_records && r->o.max_records - r->nrec < cap) cap = r->o.max_records - r->nrec;
+    if (r->batch_end && r->batch_end - r->nrec < cap) cap = r->batch_end - r->nrec;
+    return cap;
 }
 
 int reader_next(reader *r, reader_rec *rec, mr_err *e)
@@ -1258,6 +1269,17 @@ static mr_code rd_fb_finish(rd_fb *b, mr_err *e)
     return MR_OK;
 }
 
+/* Has the frame being built reached frame_bytes_cap? Looked at every 4096 rows, since
+ * summing the columns' buffers is not free. */
+static int rd_frame_full(reader *r, const rd_fb *b)
+{
+    if (!r->frame_bytes_cap || b->ncols == 0) return 0;
+    size_t rows = b->col[0]->len;
+    if (rows == 0 || rows % 4096 != 0 || frame_mem_bytes(b->f) < r->frame_bytes_cap) return 0;
+    r->frame_bytes_hit = 1;
+    return 1;
+}
+
 /* ------------------------------------------------------------ frame: csv ---- */
 
 static void rd_csv_cells(reader *r, rd_fb *b)
@@ -1412,8 +1434,7 @@ static int rd_csv_infer(reader *r, rd_fb *b, mr_err *e)
 {
     rd_stage s = {0};
     int rc = 0;
-    uint64_t limit = RD_INFER_ROWS;
-    if (r->o.max_records && r->o.max_records - r->nrec < limit) limit = r->o.max_records - r->nrec;
+    uint64_t limit = rd_records_left(r, RD_INFER_ROWS);
     while (s.n < limit && s.len < RD_INFER_BYTES) {
         rc = rd_csv_record(r, e);
         if (rc <= 0) break;
@@ -1511,10 +1532,11 @@ static frame *rd_frame_csv(reader *r, rd_fb *b, mr_err *e)
         if (rc < 0) return NULL;
         if (rc == 0) break;
         if (rd_csv_push(r, b, e) < 0) return NULL;
-        if (!reserved && b->ncols && b->col[0]->len >= RD_RESERVE_AFTER) {
+        if (!reserved && !r->batch_end && b->ncols && b->col[0]->len >= RD_RESERVE_AFTER) {
             rd_fb_reserve_range(r, b, start_off);
             reserved = 1;
         }
+        if (rd_frame_full(r, b)) break;
     }
     if (rd_fb_finish(b, e) != MR_OK) return NULL;
     frame *f = b->f;
@@ -1595,6 +1617,7 @@ static frame *rd_frame_jsonl(reader *r, rd_fb *b, mr_err *e)
         nowned = 0;
         if (rc < 0) goto done;
         if (rc == 1) r->nrec++;
+        if (rd_frame_full(r, b)) break;
     }
     if (rd_fb_finish(b, e) == MR_OK) {
         out = b->f;
@@ -1621,13 +1644,14 @@ static frame *rd_frame_lines(reader *r, rd_fb *b, mr_err *e)
             mr_fail(e, MR_ENOMEM, "%s: out of memory", r->uri);
             return NULL;
         }
+        if (rd_frame_full(r, b)) break;
     }
     frame *f = b->f;
     b->f = NULL;
     return f;
 }
 
-frame *reader_frame(reader *r, mr_err *e)
+static frame *rd_frame(reader *r, mr_err *e)
 {
     rd_fb b = {0};
     b.f = frame_create();
@@ -1639,5 +1663,30 @@ frame *reader_frame(reader *r, mr_err *e)
     default: f = rd_frame_lines(r, &b, e); break;
     }
     rd_fb_free(&b);
+    return f;
+}
+
+frame *reader_frame(reader *r, mr_err *e)
+{
+    r->frame_bytes_cap = r->o.max_frame_bytes;
+    r->frame_bytes_hit = 0;
+    frame *f = rd_frame(r, e);
+    if (f && r->frame_bytes_hit) {
+        mr_fail(e, MR_ELIMIT, "%s: the frame of the input passed %zu MB at record %llu",
+                r->uri, frame_mem_bytes(f) >> 20, (unsigned long long)r->nrec);
+        frame_free(f);
+        f = NULL;
+    }
+    r->frame_bytes_cap = 0;
+    return f;
+}
+
+frame *reader_frame_batch(reader *r, size_t max_rows, size_t max_bytes, mr_err *e)
+{
+    r->batch_end = r->nrec + (max_rows ? max_rows : 1);
+    r->frame_bytes_cap = max_bytes;
+    frame *f = rd_frame(r, e);
+    r->batch_end = 0;
+    r->frame_bytes_cap = 0;
     return f;
 }

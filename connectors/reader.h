@@ -33,6 +33,8 @@ typedef struct reader_opts {
     const frame_type *col_types;
     size_t ncols;
     uint64_t max_records;           /* 0 = no limit (dry-run --sample N) */
+    size_t max_frame_bytes;         /* reader_frame fails (MR_ELIMIT) once its frame passes
+                                       about this many bytes; 0 = no limit */
     uint64_t range_start, range_end;/* byte range split of an uncompressed input; a record
                                        belongs to the split where it starts. end 0 = EOF.
                                        A split starts after the first '\n' at or after
@@ -91,6 +93,12 @@ int reader_next(reader *r, reader_rec *rec, mr_err *e);
  * to 2^53 (cJSON reads numbers as doubles). With a schema, keys outside it are ignored.
  * lines: one string column "line". */
 frame *reader_frame(reader *r, mr_err *e);
+
+/* The next records as a typed frame of at most max_rows rows (and about max_bytes of
+ * memory, when not 0, looked at every 4096 rows); a frame without rows once the input is
+ * exhausted. Types are inferred per batch, as reader_frame does for the whole input, so
+ * a column may be int64 in one batch and float64 in a later one. */
+frame *reader_frame_batch(reader *r, size_t max_rows, size_t max_bytes, mr_err *e);
 
 uint64_t reader_records(const reader *r);  /* good records handed out so far */
 uint64_t reader_bad_count(const reader *r);

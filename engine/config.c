@@ -543,6 +543,12 @@ static mr_code apply_defaults(pctx *p, int attempts_set, int memory_set)
             c->memory_budget = share < 64 * MB ? 64 * MB : share;
         }
     }
+    if (c->split_size == CONFIG_SPLIT_AUTO) {
+        /* Spark's 128 MB, or less where a split's frame would crowd the budget */
+        uint64_t auto_split = c->memory_budget / 8;
+        auto_split -= auto_split % MB;
+        c->split_size = auto_split > 128 * MB ? 128 * MB : auto_split < MB ? MB : auto_split;
+    }
     if (!c->region) {
         const char *r = getenv("AWS_REGION");
         if (!r || !*r) r = getenv("AWS_DEFAULT_REGION");
@@ -652,6 +658,7 @@ static mr_code init_defaults(pctx *p)
     c->max_bad_records = 0;
     c->concurrency = online_cpus();
     c->reducers = 1;
+    c->split_size = CONFIG_SPLIT_AUTO;
     MR_TRY(set_default_str(p, &c->read_format, "lines"));
     MR_TRY(set_default_str(p, &c->write_format, "json"));
     return set_default_str(p, &c->executor, "local");

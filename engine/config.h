@@ -10,7 +10,7 @@
  * location "<dir>/output/" (a trailing '/' marks a folder), errorConnector location
  * "_errors" inside the output folder (or beside the output file), concurrency = online CPUs,
  * maxAttempts 1 (local) or 3 (lambda), memoryMB 3/4 of RAM / concurrency (local) or 1024
- * (lambda). MAPPER_* modes need a manifest or manifestFile; REDUCER_ONLY needs neither;
+ * (lambda), splitSize min(128 MB, memoryMB / 8). MAPPER_* modes need a manifest or manifestFile; REDUCER_ONLY needs neither;
  * executor lambda needs "function". */
 #ifndef LUAMR_CONFIG_H
 #define LUAMR_CONFIG_H
@@ -20,6 +20,9 @@
 
 #include "frame.h"
 #include "mr_error.h"
+
+/* split_size while parsing, before the memory budget that sets it is known */
+#define CONFIG_SPLIT_AUTO UINT64_MAX
 
 typedef enum config_mode {
     CONFIG_MAPPER_AND_REDUCER = 0,
@@ -48,7 +51,8 @@ typedef struct config {
     int header;              /* "csv.header" (default true) */
     config_column *columns;  /* "columns": [{"name","type"}] optional schema */
     size_t ncolumns;
-    uint64_t split_size;     /* "splitSize" bytes; 0 = one task per file */
+    uint64_t split_size;     /* "splitSize" bytes; 0 = one task per file; default
+                                min(128 MB, memoryMB / 8) */
 
     /* "intermediate" */
     char *intermediate;      /* "location": folder/prefix (default "<dir>/.luamr/<name>") */

@@ -82,6 +82,7 @@ int frame_type_parse(const char *name, frame_type *out)
 void *frame_buf_alloc(size_t n) { return malloc(n ? n : 1); }
 void *frame_buf_calloc(size_t n) { return calloc(n ? n : 1, 1); }
 void frame_buf_free(void *p, size_t n) { (void)n; free(p); }
+void frame_buf_set_cache_limit(size_t bytes) { (void)bytes; }
 void *frame_buf_realloc(void *p, size_t old, size_t n)
 {
     (void)old;
@@ -92,6 +93,7 @@ void *frame_buf_realloc(void *p, size_t old, size_t n)
 #define FRAME_HUGE ((size_t)2 << 20)
 #define FRAME_CACHE_SLOTS 16
 #define FRAME_CACHE_BYTES ((size_t)64 << 20)
+static size_t big_cache_limit = FRAME_CACHE_BYTES;
 
 static size_t big_len(size_t n)
 {
@@ -132,11 +134,11 @@ static void *big_cache_take(size_t len)
 static void big_cache_put(void *p, size_t len)
 {
     pthread_mutex_lock(&big_cache.lock);
-    int keep = len <= FRAME_CACHE_BYTES;
+    int keep = len <= big_cache_limit;
     if (keep) {
         /* make room by dropping the smallest entries */
         while (big_cache.n > 0 &&
-               (big_cache.n == FRAME_CACHE_SLOTS || big_cache.bytes + len > FRAME_CACHE_BYTES)) {
+               (big_cache.n == FRAME_CACHE_SLOTS || big_cache.bytes + len > big_cache_limit)) {
             size_t small = 0;
             for (size_t i = 1; i < big_cache.n; i++)
                 if (big_cache.len[i] < big_cache.len[small]) small = i;
@@ -158,6 +160,18 @@ static void big_cache_put(void *p, size_t len)
     }
     pthread_mutex_unlock(&big_cache.lock);
     if (!keep) munmap(p, len);
+}
+
+void frame_buf_set_cache_limit(size_t bytes)
+{
+    pthread_mutex_lock(&big_cache.lock);
+    big_cache_limit = bytes < FRAME_CACHE_BYTES ? bytes : FRAME_CACHE_BYTES;
+    while (big_cache.n > 0 && big_cache.bytes > big_cache_limit) {
+        big_cache.n--;
+        munmap(big_cache.p[big_cache.n], big_cache.len[big_cache.n]);
+        big_cache.bytes -= big_cache.len[big_cache.n];
+    }
+    pthread_mutex_unlock(&big_cache.lock);
 }
 
 static void *big_map(size_t len)

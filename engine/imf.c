@@ -203,6 +203,7 @@ struct imf_writer {
     frame **pending;           /* per partition: small frames collected, schema order */
     size_t *pending_mem;
     size_t npending, pending_bytes;
+    size_t pending_max;        /* pending_bytes past this flush every partition */
     uint64_t off, raw_bytes;
     group_ent *groups;
     size_t ngroups, groups_cap;
@@ -238,6 +239,7 @@ imf_writer *imf_writer_open(const char *local_path, int level, mr_err *e)
     MR_CHECK_NULL(w, e, MR_ENOMEM, "imf %s: out of memory", local_path);
     w->level = level;
     w->group_rows = IMF_GROUP_ROWS;
+    w->pending_max = PENDING_MAX;
     w->max_part = -1;
     w->path = strdup(local_path);
     size_t n = strlen(local_path) + 16;
@@ -271,6 +273,11 @@ mr_code imf_writer_set_group_rows(imf_writer *w, size_t rows, mr_err *e)
     MR_CHECK(rows >= 1, e, MR_EINVAL, "imf %s: group rows must be >= 1", w->path);
     w->group_rows = rows;
     return MR_OK;
+}
+
+void imf_writer_set_pending_max(imf_writer *w, size_t bytes)
+{
+    w->pending_max = bytes;
 }
 
 mr_code imf_writer_set_nparts(imf_writer *w, int nparts, mr_err *e)
@@ -689,7 +696,7 @@ mr_code imf_writer_add(imf_writer *w, const frame *f, int partition, mr_err *e)
     w->pending_bytes += mem - w->pending_mem[partition];
     w->pending_mem[partition] = mem;
     if (frame_nrows(*pp) >= small) return flush_pending(w, partition, e);
-    return w->pending_bytes > PENDING_MAX ? flush_all_pending(w, e) : MR_OK;
+    return w->pending_bytes > w->pending_max ? flush_all_pending(w, e) : MR_OK;
 }
 
 static mr_code write_footer(imf_writer *w, mr_err *e)

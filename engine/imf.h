@@ -46,6 +46,9 @@ typedef struct imf_reader imf_reader;
 imf_writer *imf_writer_open(const char *local_path, int level, mr_err *e);
 /* Optional, before the first add: rows per group (>= 1; default IMF_GROUP_ROWS). */
 mr_code imf_writer_set_group_rows(imf_writer *w, size_t rows, mr_err *e);
+/* Optional: at most this many bytes of small frames are held for coalescing (default
+ * 64 MB; a map task sets a share of its memory budget). */
+void imf_writer_set_pending_max(imf_writer *w, size_t bytes);
 /* Optional: declares the partition count R up front so readers see nparts == R even when
  * the last partitions received no rows; adding a partition >= R is then an error. Without
  * it nparts is the largest partition added + 1 (1 when nothing was added). */

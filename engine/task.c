@@ -21,6 +21,7 @@
 #include "grace.h"
 #include "groupby.h"
 #include "imf.h"
+#include "mapout.h"
 #include "ops.h"
 #include "shuffle.h"
 #include "spill.h"
@@ -187,20 +188,6 @@ static char *task_scratch_path(const char *uri, const char *tag)
     return strdup(buf);
 }
 
-static mr_code task_write_intermediate(const config *c, const frame *f, const char *uri,
-                                       int nparts, const char *const *keys, size_t nkeys,
-                                       mr_err *e)
-{
-    char *path = task_scratch_path(uri, "out.imf");
-    mr_code code = sink_make_parents(path, e);
-    if (code == MR_OK)
-        code = shuffle_write(f, path, c->intermediate_level, nparts, keys, nkeys, e);
-    if (code == MR_OK && storage_is_remote(uri)) code = storage_put_file(path, uri, e);
-    if (storage_is_remote(uri)) unlink(path);
-    free(path);
-    return code;
-}
-
 /* A local copy of an intermediate: the file itself, or a download into scratch. */
 static char *task_fetch_intermediate(const char *uri, mr_err *e)
 {
@@ -213,7 +200,8 @@ static char *task_fetch_intermediate(const char *uri, mr_err *e)
     return path;
 }
 
-static void task_init_script_task(const task_spec *t, script_task *st, task_errors *te)
+static void task_init_script_task(const config *c, const task_spec *t, script_task *st,
+                                  task_errors *te)
 {
     memset(st, 0, sizeof *st);
     st->run_id = t->run_id;
@@ -226,6 +214,7 @@ static void task_init_script_task(const task_spec *t, script_task *st, task_erro
     st->log_ud = (void *)t;
     st->deadline = t->deadline;
     st->scratch_dir = task_scratch;
+    st->frame_gc_bytes = (size_t)(c->memory_budget / 8);
 }
 
 /* skipFailingRecords: the records map raised on, sorted, with the errors it raised. */
@@ -272,10 +261,63 @@ static void task_errors_reset(task_errors *te)
     te->count = 0;
 }
 
+/* A map task's output on its way out: every frame map hands over (its return value, or
+ * the rows ctx:emit gathered past the flush size) is combined and routed to the
+ * intermediate's partitions at once, so the task holds one batch, not its whole output. */
+typedef struct task_mapping {
+    const config *c;
+    script *s;
+    const script_task *st;
+    const char *path;            /* local intermediate */
+    const char *const *keys;
+    size_t nkeys;
+    int nparts;
+    mapout *out;
+} task_mapping;
+
+static mr_code task_map_start(task_mapping *m, mr_err *e)
+{
+    mapout_free(m->out);
+    m->out = mapout_create(m->path, m->c->intermediate_level, m->nparts, m->keys, m->nkeys,
+                           (size_t)(m->c->memory_budget / 8), e);
+    return m->out ? MR_OK : e->code;
+}
+
+/* script_emit_fn: combine (the job's, then the declared reduce's partial aggregates) and
+ * route one batch of map output. Takes rows. */
+static mr_code task_map_emit(void *ud, frame *rows, mr_err *e)
+{
+    task_mapping *m = ud;
+    frame *out = rows;
+    if (script_has(m->s, "combine")) {
+        script_task ct = *m->st;
+        ct.kind = "combine";
+        ct.emit_flush = NULL;
+        frame *combined = script_run_frame_fn(m->s, "combine", out, &ct, e);
+        frame_free(out);
+        if (!combined) return e->code;
+        out = combined;
+    }
+    const script_groupby *g = script_declared_groupby(m->s);
+    /* the engine's combiner: partial aggregates, finished by the reducers (a map that
+     * output nothing has no columns to aggregate, and nothing to combine) */
+    if (g && (frame_nrows(out) > 0 || frame_ncols(out) > 0)) {
+        frame *partial = groupby_partial(out, g->keys, g->nkeys, g->aggs, g->naggs, e);
+        frame_free(out);
+        if (!partial) return mr_wrap(e, "combining map output: ");
+        out = partial;
+    }
+    mr_code rc = mapout_add(m->out, out, e);
+    frame_free(out);
+    return rc;
+}
+
 /* Runs map, rerunning it without the record it failed on while skipFailingRecords and the
- * bad-record budget allow (the MapReduce paper's skipping of bad records). */
-static frame *task_run_map_skipping(const config *c, script *s, script_task *st,
-                                    task_errors *te, task_result *r, mr_err *e)
+ * bad-record budget allow (the MapReduce paper's skipping of bad records); every attempt
+ * starts its output afresh. */
+static mr_code task_run_map_skipping(const config *c, script *s, script_task *st,
+                                     task_errors *te, task_result *r, task_mapping *m,
+                                     mr_err *e)
 {
     task_skips sk = {0};
     for (;;) {
@@ -283,20 +325,29 @@ static frame *task_run_map_skipping(const config *c, script *s, script_task *st,
         st->skip_reasons = (const char *const *)sk.reasons;
         st->nskip = sk.n;
         st->failed_record = 0;
-        frame *out = script_run_map(s, st, e);
-        int skippable = !out && c->skip_bad_map_records && e->code == MR_ESCRIPT &&
-                        st->failed_record > 0 &&
+        frame *out = task_map_start(m, e) == MR_OK ? script_run_map(s, st, e) : NULL;
+        mr_code rc = out ? task_map_emit(m, out, e) : e->code;
+        int skippable = rc != MR_OK && !out && c->skip_bad_map_records &&
+                        e->code == MR_ESCRIPT && st->failed_record > 0 &&
                         (c->max_bad_records < 0 || te->count < (uint64_t)c->max_bad_records);
         if (!skippable || task_add_skip(&sk, st->failed_record, e->msg, e) != MR_OK) {
             r->skipped_records = sk.n;
             task_skips_free(&sk);
-            return out;
+            return rc;
         }
         fprintf(stderr, "[map %d] skipping record %llu: %s\n", st->index,
                 (unsigned long long)st->failed_record, e->msg);
         task_errors_reset(te);
         mr_err_clear(e);
     }
+}
+
+/* Rows ctx:emit gathers before they go out: a small share of the budget, since the batch
+ * is copied while it is combined and routed. */
+static size_t task_emit_flush_bytes(const config *c)
+{
+    uint64_t b = c->memory_budget / 8;
+    return (size_t)(b < ((uint64_t)4 << 20) ? (uint64_t)4 << 20 : b);
 }
 
 static mr_code task_map(const config *c, script *s, const task_spec *t, task_result *r,
@@ -307,40 +358,35 @@ static mr_code task_map(const config *c, script *s, const task_spec *t, task_res
     reader_opts ro;
     script_task st;
     task_reader_opts(c, t, &ro, names, types);
-    task_init_script_task(t, &st, te);
+    ro.max_frame_bytes = (size_t)(c->memory_budget / 2);
+    task_init_script_task(c, t, &st, te);
     st.input_uri = t->input->uri;
     st.format = c->read_format;
     st.ropts = &ro;
 
-    frame *out = task_run_map_skipping(c, s, &st, te, r, e);
+    char *uri = task_intermediate_uri(t->run_dir, t->index);
+    char *path = uri ? task_scratch_path(uri, "out.imf") : NULL;
+    MR_CHECK(path, e, MR_ENOMEM, "out of memory");
+    task_mapping m = {c, s, &st, path, NULL, 0, t->nparts > 0 ? t->nparts : 1, NULL};
+    m.nkeys = script_partition_keys(s, &m.keys);
+    st.emit_flush = task_map_emit;
+    st.emit_ud = &m;
+    st.emit_flush_bytes = task_emit_flush_bytes(c);
+
+    mr_code code = sink_make_parents(path, e);
+    if (code == MR_OK) code = task_run_map_skipping(c, s, &st, te, r, &m, e);
     r->records_in = st.records_in;
     r->bytes_in = st.bytes_in;
-    if (!out) return e->code;
-    if (script_has(s, "combine")) {
-        st.kind = "combine";
-        frame *combined = script_run_frame_fn(s, "combine", out, &st, e);
-        frame_free(out);
-        if (!combined) return e->code;
-        out = combined;
+    if (code == MR_OK) {
+        r->records_out = mapout_rows(m.out);
+        code = mapout_finish(m.out, e);
     }
-    const script_groupby *g = script_declared_groupby(s);
-    /* the engine's combiner: partial aggregates, finished by the reducers (a map that
-     * output nothing has no columns to aggregate, and nothing to combine) */
-    if (g && (frame_nrows(out) > 0 || frame_ncols(out) > 0)) {
-        frame *partial = groupby_partial(out, g->keys, g->nkeys, g->aggs, g->naggs, e);
-        frame_free(out);
-        if (!partial) return mr_wrap(e, "combining map output: ");
-        out = partial;
-    }
-    const char *const *keys = NULL;
-    size_t nkeys = script_partition_keys(s, &keys);
-    r->records_out = frame_nrows(out);
-    char *uri = task_intermediate_uri(t->run_dir, t->index);
-    mr_code code = task_write_intermediate(c, out, uri, t->nparts > 0 ? t->nparts : 1, keys,
-                                           nkeys, e);
+    if (code == MR_OK && storage_is_remote(uri)) code = storage_put_file(path, uri, e);
+    if (storage_is_remote(uri)) unlink(path);
     if (code == MR_OK) snprintf(r->output, sizeof r->output, "%s", uri);
+    mapout_free(m.out);
+    free(path);
     free(uri);
-    frame_free(out);
     return code;
 }
 
@@ -486,7 +532,7 @@ static mr_code task_reduce_fn(const config *c, script *s, const task_spec *t, ta
     char **paths = task_fetch_all(t, e);
     if (!paths) return e->code;
     task_reduce_call call = {.s = s, .o = o};
-    task_init_script_task(t, &call.st, te);
+    task_init_script_task(c, t, &call.st, te);
     const char *const *keys = NULL;
     size_t nkeys = script_partition_keys(s, &keys);
     grace_stats st = {0};
@@ -564,6 +610,8 @@ void task_run(const config *c, script *s, const task_spec *t, task_result *r)
     strcpy(r->counters, "{}");
 
     uint64_t retries_before = s3_retry_count();
+    /* freed buffers kept for the next task count against this one's budget */
+    frame_buf_set_cache_limit((size_t)(c->memory_budget / 8));
     code = task_scratch_create(t, &err);
     if (code == MR_OK)
         code = t->kind == TASK_MAP ? task_map(c, s, t, r, &te, &err)

@@ -17,7 +17,8 @@
 #define LBUILD_MT "luamr.colbuild"
 
 /* Lua's GC sees only the userdata, not the columns behind it, so we force a collection
- * once this many bytes of new frames appeared (or as much as was live, if more). */
+ * once this many bytes of new frames appeared (or as much as was live after the last
+ * collection, if more). */
 #define LFRAME_GC_MIN_BYTES ((size_t)64 << 20)
 #define LFRAME_DEFAULT_PRINT_ROWS 20
 
@@ -25,6 +26,8 @@ typedef struct lframe_env {
     unsigned epoch;
     size_t live_bytes;
     size_t since_gc;
+    size_t live_after_gc;
+    size_t gc_min;     /* 0: LFRAME_GC_MIN_BYTES */
 } lframe_env;
 static char lframe_env_key;
 
@@ -235,11 +238,15 @@ void lframe_push(lua_State *L, frame *f)
     size_t bytes = frame_mem_bytes(f);
     lframe_ud *u;
     if (env) {
-        size_t limit = env->live_bytes > LFRAME_GC_MIN_BYTES ? env->live_bytes : LFRAME_GC_MIN_BYTES;
+        /* live_bytes counts garbage not yet collected, so the pace is set by what was
+         * live after the last collection */
+        size_t min = env->gc_min ? env->gc_min : LFRAME_GC_MIN_BYTES;
+        size_t limit = env->live_after_gc > min ? env->live_after_gc : min;
         env->since_gc += bytes;
         if (env->since_gc > limit) {
             lua_gc(L, LUA_GCCOLLECT, 0);
             env->since_gc = 0;
+            env->live_after_gc = env->live_bytes;
         }
     }
     u = (lframe_ud *)lua_newuserdata(L, sizeof *u);
@@ -277,6 +284,12 @@ void lframe_set_epoch(lua_State *L, unsigned epoch)
 {
     lframe_env *env = env_get(L);
     if (env) env->epoch = epoch;
+}
+
+void lframe_set_gc_min(lua_State *L, size_t bytes)
+{
+    lframe_env *env = env_get(L);
+    if (env) env->gc_min = bytes;
 }
 
 static lframe_ud *lf_check(lua_State *L, int idx)

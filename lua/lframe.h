@@ -52,5 +52,8 @@ groupby_agg *lframe_check_aggs(lua_State *L, int idx, size_t *naggs);
 /* Frames created while the epoch is current count as the task's own (see lframe_take).
  * The script bumps the epoch at the start of every task. */
 void lframe_set_epoch(lua_State *L, unsigned epoch);
+/* A full collection runs once new frames add up to the live frames' bytes, or to this
+ * many if more (0: 64 MB): garbage frames are invisible to Lua's own pacing. */
+void lframe_set_gc_min(lua_State *L, size_t bytes);
 
 #endif

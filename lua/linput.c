@@ -245,9 +245,63 @@ static int in_frame(lua_State *L)
     t->records_in += reader_records(u->r);
     t->bytes_in = u->bytes_base + reader_bytes(u->r);
     if (u->track) u->track->record = reader_records(u->r);
+    if (!f && e.code == MR_ELIMIT && t->ropts && t->ropts->max_frame_bytes) {
+        mr_wrap(&e, "input:frame(): ");
+        size_t n = strlen(e.msg);
+        snprintf(e.msg + n, sizeof e.msg - n, ", half of the task's memory budget "
+                 "(compute.memoryMB): read it in batches (for f in input:frames() do "
+                 "ctx:emit(...) end) or split the file (readConnector.splitSize)");
+    }
     if (!f) return in_fail(L, u, &e);
     in_close_reader(u);
     lframe_push(L, f);
+    return 1;
+}
+
+/* Rows per input:frames() batch unless the script says otherwise: enough that the per-batch
+ * Lua work is noise, few enough that a batch of a wide file stays small. */
+#define LINPUT_BATCH_ROWS 131072
+/* A batch also ends at about this many bytes (or a quarter of input:frame()'s cap). */
+#define LINPUT_BATCH_BYTES ((size_t)64 << 20)
+
+/* upvalues: input userdata, rows per batch */
+static int frames_iter(lua_State *L)
+{
+    linput_ud *u = in_check(L, lua_upvalueindex(1));
+    size_t rows = (size_t)lua_tonumber(L, lua_upvalueindex(2));
+    script_task *t;
+    frame *f;
+    mr_err e;
+    if (!u->r || !u->t) return 0;
+    t = u->t;
+    size_t bytes = LINPUT_BATCH_BYTES;
+    if (t->ropts && t->ropts->max_frame_bytes && t->ropts->max_frame_bytes / 4 < bytes)
+        bytes = t->ropts->max_frame_bytes / 4;
+    uint64_t before = reader_records(u->r);
+    mr_err_clear(&e);
+    f = reader_frame_batch(u->r, rows, bytes, &e);
+    t->records_in += reader_records(u->r) - before;
+    t->bytes_in = u->bytes_base + reader_bytes(u->r);
+    if (u->track) u->track->record = reader_records(u->r);
+    if (!f) return in_fail(L, u, &e);
+    if (frame_nrows(f) == 0) {
+        frame_free(f);
+        in_close_reader(u);
+        return 0;
+    }
+    lframe_push(L, f);
+    return 1;
+}
+
+static int in_frames(lua_State *L)
+{
+    linput_ud *u = in_check(L, 1);
+    lua_Number rows = luaL_optnumber(L, 2, LINPUT_BATCH_ROWS);
+    if (rows < 1 || rows != rows) return luaL_argerror(L, 2, "rows per batch must be at least 1");
+    in_open(L, u, 0);
+    lua_settop(L, 1);
+    lua_pushnumber(L, rows);
+    lua_pushcclosure(L, frames_iter, 2);
     return 1;
 }
 
@@ -288,7 +342,8 @@ static int in_gc(lua_State *L)
 void linput_register(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"lines", in_lines}, {"records", in_records}, {"frame", in_frame}, {NULL, NULL},
+        {"lines", in_lines}, {"records", in_records}, {"frame", in_frame}, {"frames", in_frames},
+        {NULL, NULL},
     };
     luaL_newmetatable(L, LINPUT_MT);
     lua_pushcfunction(L, in_gc);

@@ -1,5 +1,5 @@
 /* linput: the input object a map function receives (metatable "luamr.input"): input.uri,
- * input.format, input:lines(), input:records(), input:frame(). Depends on
+ * input.format, input:lines(), input:records(), input:frame(), input:frames(). Depends on
  * connectors/reader, lframe (for input:frame()), lwarc when built, and LuaJIT.
  * Every record handed out is counted into the task's records_in/bytes_in and its number
  * remembered, so a script error can name the record it happened on. */

@@ -168,6 +168,30 @@ static int ctx_count(lua_State *L)
     return 0;
 }
 
+/* Hands the gathered rows (the frame at fidx) to the task's emit_flush once they pass its
+ * threshold; the next emit starts a new frame. Rows are counted every 4096 since summing
+ * the buffers is not free. */
+static int emit_maybe_flush(lua_State *L, script *s, int fidx)
+{
+    script_task *t = s->task;
+    mr_err e;
+    if (!t->emit_flush) return 0;
+    const frame *cur = lframe_get(L, fidx);
+    size_t rows = frame_nrows(cur);
+    if (rows == 0 || (rows % 4096 != 0 && lua_istable(L, 2))) return 0;
+    if (frame_mem_bytes(cur) < t->emit_flush_bytes) return 0;
+    mr_err_clear(&e);
+    frame *rows_f = lframe_take(L, fidx, &e);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->emit_ref);
+    s->emit_ref = LUA_NOREF;
+    if (!rows_f) return luaL_error(L, "ctx:emit: %s", e.msg);
+    if (t->emit_flush(t->emit_ud, rows_f, &e) != MR_OK) {
+        s->track.err = e;   /* the engine's failure, not the record's: never skipped */
+        return luaL_error(L, "%s", e.msg);
+    }
+    return 0;
+}
+
 static int ctx_emit(lua_State *L)
 {
     script *s = script_of(L);
@@ -184,7 +208,7 @@ static int ctx_emit(lua_State *L)
     if (lframe_get(L, 2)) lframe_append_frame(L, fidx, 2);
     else if (lua_istable(L, 2)) lframe_append_row(L, fidx, 2);
     else return luaL_error(L, "ctx:emit: expected a row table or a frame, got %s", luaL_typename(L, 2));
-    return 0;
+    return emit_maybe_flush(L, s, fidx);
 }
 
 static void push_ctx(script *s, const script_task *t)
@@ -906,6 +930,7 @@ static void task_begin(script *s, script_task *t)
     s->task = t;
     s->epoch++;
     lframe_set_epoch(L, s->epoch);
+    lframe_set_gc_min(L, t->frame_gc_bytes);
     s->track.record = 0;
     mr_err_clear(&s->track.err);
     s->timed_out = 0;
@@ -978,17 +1003,39 @@ static void report_error(script *s, const char *kind, const script_task *t, cons
     mr_fail(e, code, "%s: %s", where, msg ? msg : "(error without a message)");
 }
 
+/* A function that emitted rows and also returned a frame outputs both, emitted rows
+ * first: handed to emit_flush when the task streams, else put in front of f. */
+static frame *task_result_after_emitted(script *s, const char *kind, const script_task *t,
+                                        frame *f, mr_err *e)
+{
+    lua_State *L = s->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->emit_ref);
+    frame *emitted = lframe_take(L, -1, e);
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->emit_ref);
+    s->emit_ref = LUA_NOREF;
+    if (emitted && t->emit_flush) {
+        if (t->emit_flush(t->emit_ud, emitted, e) == MR_OK) return f;
+    } else if (emitted && frame_append_frame(emitted, f, e) == MR_OK) {
+        frame_free(f);
+        return emitted;
+    } else {
+        frame_free(emitted);
+    }
+    frame_free(f);
+    mr_wrap(e, "%s task %d: ", kind, t->index);
+    return NULL;
+}
+
 /* Turns the value at idx (what map/reduce returned) into a frame for the engine. */
 static frame *task_result(script *s, const char *kind, const script_task *t, int idx, mr_err *e)
 {
     lua_State *L = s->L;
     frame *f;
     if (lframe_get(L, idx)) {
-        if (s->emit_ref != LUA_NOREF)
-            script_log(s, "warn", "rows passed to ctx:emit were dropped: the function returned a "
-                                  "frame (return nil to output the emitted rows)");
         f = lframe_take(L, idx, e);
         if (!f) mr_wrap(e, "%s task %d: ", kind, t->index);
+        if (f && s->emit_ref != LUA_NOREF) f = task_result_after_emitted(s, kind, t, f, e);
         return f;
     }
     if (lua_isnil(L, idx)) {
@@ -1015,6 +1062,7 @@ static frame *task_result(script *s, const char *kind, const script_task *t, int
         }
         f = lframe_take(L, -1, e);
         lua_settop(L, top);
+        if (f && s->emit_ref != LUA_NOREF) f = task_result_after_emitted(s, kind, t, f, e);
         return f;
     }
     mr_fail(e, MR_ESCRIPT, "%s task %d: %s returned a %s; return a frame, a list of row tables, "
@@ -1086,7 +1134,15 @@ frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script
     }
     L = s->L;
     base = lua_gettop(L);
-    task_begin(s, t);
+    /* run from a map's emit_flush: the map's task stays begun; only ctx:emit is its own */
+    script_task *outer = s->task;
+    int outer_emit = s->emit_ref;
+    if (outer) {
+        s->task = t;
+        s->emit_ref = LUA_NOREF;
+    } else {
+        task_begin(s, t);
+    }
     lua_pushcfunction(L, traceback);        /* base+1 */
     lframe_push_borrowed(L, input);         /* base+2 */
     if (!push_job_fn(s, fn, fn_where, sizeof fn_where)) { /* base+3 */
@@ -1109,7 +1165,13 @@ done:
      * run once per sub-partition would otherwise keep every call's frames until the
      * allocation-driven collection in lframe_push happens to run. */
     lua_gc(L, LUA_GCCOLLECT, 0);
-    task_end(s);
+    if (outer) {
+        if (s->emit_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->emit_ref);
+        s->task = outer;
+        s->emit_ref = outer_emit;
+    } else {
+        task_end(s);
+    }
     return out;
 }
 

@@ -29,6 +29,8 @@ int script_has(const script *s, const char *fn);
 
 typedef void (*script_log_fn)(void *ud, const char *level, const char *msg);
 typedef void (*script_counter_fn)(void *ud, const char *name, double value);
+/* Takes the rows ctx:emit gathered (the callee owns and frees the frame). */
+typedef mr_code (*script_emit_fn)(void *ud, frame *rows, mr_err *e);
 
 /* What a task's ctx shows the script and what the engine needs back. */
 typedef struct script_task {
@@ -58,13 +60,24 @@ typedef struct script_task {
     size_t nskip;
     /* filled when map raises an error while a record is current: its number, else 0 */
     uint64_t failed_record;
+    /* map: once the rows gathered by ctx:emit pass emit_flush_bytes they are handed to
+     * emit_flush, so a map that emits more than its memory budget streams its output.
+     * emit_flush may call script_run_frame_fn (a combine) while map is running.
+     * NULL: rows stay in memory until map returns. */
+    script_emit_fn emit_flush;
+    void *emit_ud;
+    size_t emit_flush_bytes;
+    /* frames the script drops are collected once new ones add up to this many bytes
+     * (or to the live ones, if more); 0 = 64 MB. A share of the task's memory budget. */
+    size_t frame_gc_bytes;
 } script_task;
 
 /* map(input, ctx): returns the task's output frame (the returned frame, or the rows the
  * script emitted with ctx:emit when it returned nil). */
 frame *script_run_map(script *s, script_task *t, mr_err *e);
 /* reduce(frame, ctx) / combine(frame, ctx): input is the concatenated mapper output
- * (ownership stays with the caller). */
+ * (ownership stays with the caller). May be called from a task's emit_flush while that
+ * task's map runs: the call then shares the map's Lua state, time limit and frames. */
 frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script_task *t,
                            mr_err *e);
 /* Calls fn for every ctx:count(name, n) total the script accumulated since the last call,

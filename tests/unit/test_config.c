@@ -104,6 +104,26 @@ START_TEST(test_full_config_file)
 }
 END_TEST
 
+START_TEST(test_split_default)
+{
+    config *c = parse_ok("{" BASE INPUT ", \"compute\": {\"memoryMB\": 256}}");
+    ck_assert_uint_eq(c->split_size, (uint64_t)32 << 20);
+    config_free(c);
+    c = parse_ok("{" BASE INPUT ", \"compute\": {\"memoryMB\": 4096}}");
+    ck_assert_uint_eq(c->split_size, (uint64_t)128 << 20);
+    config_free(c);
+    c = parse_ok("{" BASE INPUT ", \"compute\": {\"memoryMB\": 16}}");
+    ck_assert_uint_eq(c->split_size, (uint64_t)2 << 20);
+    config_free(c);
+    /* 0 says one task per file, whatever the budget */
+    c = parse_ok("{\"name\": \"job\", \"script\": \"job.lua\", \"readConnector\": "
+                 "{\"manifest\": [\"a.txt\"], \"splitSize\": 0}, "
+                 "\"compute\": {\"memoryMB\": 16}}");
+    ck_assert_uint_eq(c->split_size, 0);
+    config_free(c);
+}
+END_TEST
+
 START_TEST(test_defaults)
 {
     unsetenv("AWS_REGION");
@@ -114,7 +134,9 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->delimiter, ',');
     ck_assert_int_eq(c->header, 1);
     ck_assert_ptr_null(c->columns);
-    ck_assert_uint_eq(c->split_size, 0);
+    /* Spark's 128 MB, unless an eighth of the budget is less */
+    uint64_t eighth = c->memory_budget / 8 - c->memory_budget / 8 % (1 << 20);
+    ck_assert_uint_eq(c->split_size, eighth < (128u << 20) ? eighth : (128u << 20));
     ck_assert_str_eq(c->intermediate, "/jobs/x/.luamr/job");
     ck_assert_int_eq(c->intermediate_level, 1);
     ck_assert_str_eq(c->write_location, "/jobs/x/output/");
@@ -386,6 +408,7 @@ static Suite *config_suite(void)
     TCase *tc = tcase_create("fields");
     tcase_add_test(tc, test_full_config_file);
     tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_split_default);
     tcase_add_test(tc, test_modes);
     tcase_add_test(tc, test_paths);
     tcase_add_test(tc, test_split_size_units);
