@@ -902,14 +902,21 @@ int lframe_from_rows(lua_State *L)
     return 1;
 }
 
-void lframe_append_frame(lua_State *L, int fidx, int sidx)
+mr_code lframe_try_append_frame(lua_State *L, int fidx, int sidx, mr_err *e)
 {
     lframe_ud *u = lf_check(L, fidx);
     const frame *src = lf_frame(L, sidx);
     frame *dst = lf_mut(L, u);
-    mr_err e;
-    if (frame_append_frame(dst, src, &e) != MR_OK) luaL_error(L, "append frame: %s", e.msg);
+    mr_code rc = frame_append_frame(dst, src, e);
     key_cache_clear(u);   /* new columns may have appeared */
+    return rc;
+}
+
+void lframe_append_frame(lua_State *L, int fidx, int sidx)
+{
+    mr_err e;
+    if (lframe_try_append_frame(L, fidx, sidx, &e) != MR_OK)
+        luaL_error(L, "append frame: %s", e.msg);
 }
 
 static int concat_frames(lua_State *L, int first, int last, const char *what)

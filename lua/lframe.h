@@ -40,6 +40,8 @@ void lframe_append_row(lua_State *L, int fidx, int tidx);
 
 /* Appends every row of the frame at sidx to the frame userdata at fidx (ctx:emit(f)). */
 void lframe_append_frame(lua_State *L, int fidx, int sidx);
+/* The same, returning the error (a type clash leaves the target as it was). */
+mr_code lframe_try_append_frame(lua_State *L, int fidx, int sidx, mr_err *e);
 /* frame.from_rows(rows[, schema]) as a lua_CFunction (for callers that must not look it
  * up through the script's globals). */
 int lframe_from_rows(lua_State *L);

@@ -168,35 +168,29 @@ static int ctx_count(lua_State *L)
     return 0;
 }
 
-/* Hands the gathered rows (the frame at fidx) to the task's emit_flush once they pass its
- * threshold; the next emit starts a new frame. Rows are counted every 4096 since summing
- * the buffers is not free. */
-static int emit_maybe_flush(lua_State *L, script *s, int fidx)
+/* Hands the gathered rows (ctx:emit's frame) to the task's emit_flush; the next emit
+ * starts a new frame. */
+static int emit_flush_now(lua_State *L, script *s)
 {
     script_task *t = s->task;
     mr_err e;
-    if (!t->emit_flush) return 0;
-    const frame *cur = lframe_get(L, fidx);
-    size_t rows = frame_nrows(cur);
-    if (rows == 0 || (rows % 4096 != 0 && lua_istable(L, 2))) return 0;
-    if (frame_mem_bytes(cur) < t->emit_flush_bytes) return 0;
     mr_err_clear(&e);
-    frame *rows_f = lframe_take(L, fidx, &e);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->emit_ref);
+    frame *rows = lframe_take(L, -1, &e);
+    lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, s->emit_ref);
     s->emit_ref = LUA_NOREF;
-    if (!rows_f) return luaL_error(L, "ctx:emit: %s", e.msg);
-    if (t->emit_flush(t->emit_ud, rows_f, &e) != MR_OK) {
+    if (!rows) return luaL_error(L, "ctx:emit: %s", e.msg);
+    if (t->emit_flush(t->emit_ud, rows, &e) != MR_OK) {
         s->track.err = e;   /* the engine's failure, not the record's: never skipped */
         return luaL_error(L, "%s", e.msg);
     }
     return 0;
 }
 
-static int ctx_emit(lua_State *L)
+/* ctx:emit's frame for this task, made on the first emit; pushed. */
+static int emit_frame(lua_State *L, script *s)
 {
-    script *s = script_of(L);
-    int fidx;
-    if (!s->task) return luaL_error(L, "ctx:emit: no task is running");
     if (s->emit_ref == LUA_NOREF) {
         frame *f = frame_create();
         if (!f) return luaL_error(L, "ctx:emit: out of memory");
@@ -204,11 +198,36 @@ static int ctx_emit(lua_State *L)
         s->emit_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->emit_ref);
-    fidx = lua_gettop(L);
-    if (lframe_get(L, 2)) lframe_append_frame(L, fidx, 2);
-    else if (lua_istable(L, 2)) lframe_append_row(L, fidx, 2);
-    else return luaL_error(L, "ctx:emit: expected a row table or a frame, got %s", luaL_typename(L, 2));
-    return emit_maybe_flush(L, s, fidx);
+    return lua_gettop(L);
+}
+
+static int ctx_emit(lua_State *L)
+{
+    script *s = script_of(L);
+    if (!s->task) return luaL_error(L, "ctx:emit: no task is running");
+    int is_frame = lframe_get(L, 2) != NULL;
+    if (!is_frame && !lua_istable(L, 2))
+        return luaL_error(L, "ctx:emit: expected a row table or a frame, got %s", luaL_typename(L, 2));
+    int fidx = emit_frame(L, s);
+    if (!is_frame) {
+        lframe_append_row(L, fidx, 2);
+    } else {
+        mr_err e;
+        if (lframe_try_append_frame(L, fidx, 2, &e) != MR_OK) {
+            /* a streaming task lets the engine reconcile the types (or name the clash) */
+            if (!s->task->emit_flush || frame_nrows(lframe_get(L, fidx)) == 0)
+                return luaL_error(L, "ctx:emit: %s", e.msg);
+            emit_flush_now(L, s);
+            fidx = emit_frame(L, s);
+            lframe_append_frame(L, fidx, 2);
+        }
+    }
+    /* rows are counted every 4096 since summing the buffers is not free */
+    const frame *cur = lframe_get(L, fidx);
+    size_t rows = frame_nrows(cur);
+    if (!s->task->emit_flush || rows == 0 || (!is_frame && rows % 4096 != 0)) return 0;
+    if (frame_mem_bytes(cur) < s->task->emit_flush_bytes) return 0;
+    return emit_flush_now(L, s);
 }
 
 static void push_ctx(script *s, const script_task *t)

@@ -971,6 +971,178 @@ START_TEST(test_ctx)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- streaming emit */
+
+/* What an emit_flush sink received: the frames, in order; optionally each run through the
+ * job's combine first, as the engine's map task does (a call nested in the map's). */
+typedef struct flushed {
+    script *s;
+    int combine;
+    frame *rows;         /* every flushed batch appended */
+    int calls;
+    size_t max_rows;     /* the largest batch */
+} flushed;
+
+static mr_code take_flush(void *ud, frame *rows, mr_err *e)
+{
+    flushed *fl = ud;
+    fl->calls++;
+    if (frame_nrows(rows) > fl->max_rows) fl->max_rows = frame_nrows(rows);
+    if (fl->combine) {
+        script_task ct;
+        capture c;
+        task_init(&ct, &c, "combine", NULL, NULL);
+        frame *out = script_run_frame_fn(fl->s, "combine", rows, &ct, e);
+        frame_free(rows);
+        if (!out) return e->code;
+        rows = out;
+    }
+    mr_code rc = frame_append_frame(fl->rows, rows, e);
+    frame_free(rows);
+    return rc;
+}
+
+static frame *run_map_streaming(script *s, const char *data, flushed *fl, size_t flush_bytes,
+                                mr_err *e)
+{
+    char *in = write_tmp("input.dat", data);
+    script_task t;
+    capture c;
+    task_init(&t, &c, "map", in, "lines");
+    fl->s = s;
+    fl->rows = frame_create();
+    t.emit_flush = take_flush;
+    t.emit_ud = fl;
+    t.emit_flush_bytes = flush_bytes;
+    frame *f = script_run_map(s, &t, e);
+    free(in);
+    return f;
+}
+
+static char *numbered_lines(int n)
+{
+    char *d = malloc((size_t)n * 12 + 1), *p = d;
+    for (int i = 1; i <= n; i++) p += sprintf(p, "%d\n", i);
+    return d;
+}
+
+START_TEST(test_emit_streams)
+{
+    /* row tables: gathered and handed over every 4096 rows once past the flush size; what
+     * is left when map returns is its result, after the flushed rows */
+    script *s = load_script("emit_stream.lua",
+        "return { map = function(input, ctx)\n"
+        "  for line in input:lines() do ctx:emit{ n = tonumber(line) } end\n"
+        "end }\n");
+    char *data = numbered_lines(10000);
+    flushed fl = {0};
+    mr_err e;
+    frame *rest = run_map_streaming(s, data, &fl, 1, &e);
+    ck_assert_msg(rest != NULL, "%s", e.msg);
+    ck_assert_int_eq(fl.calls, 2);
+    ck_assert_uint_eq(frame_nrows(fl.rows), 8192);
+    ck_assert_uint_eq(frame_nrows(rest), 10000 - 8192);
+    for (size_t i = 0; i < 8192; i++) ck_assert_int_eq(i64_at(fl.rows, "n", i), (int64_t)i + 1);
+    for (size_t i = 0; i < frame_nrows(rest); i++)
+        ck_assert_int_eq(i64_at(rest, "n", i), (int64_t)(8193 + i));
+    frame_free(rest);
+    frame_free(fl.rows);
+
+    /* frames: each emit past the size goes at once; rows emitted and a frame returned are
+     * both output, emitted first */
+    script_free(s);
+    s = load_script("emit_frames.lua",
+        "return { map = function(input, ctx)\n"
+        "  for f in input:frames(1000) do ctx:emit(f) end\n"
+        "  return frame.new{ line = {'last'} }\n"
+        "end }\n");
+    memset(&fl, 0, sizeof fl);
+    rest = run_map_streaming(s, data, &fl, 1, &e);
+    ck_assert_msg(rest != NULL, "%s", e.msg);
+    ck_assert_int_eq(fl.calls, 10);
+    ck_assert_uint_eq(fl.max_rows, 1000);
+    ck_assert_uint_eq(frame_nrows(fl.rows), 10000);
+    ck_assert_uint_eq(frame_nrows(rest), 1);
+    ck_assert(str_eq_at(col(rest, "line"), 0, "last"));
+    frame_free(rest);
+    frame_free(fl.rows);
+
+    /* without a sink nothing changes: every emitted row, then the returned frame */
+    script_task t;
+    capture c;
+    char *in = write_tmp("input.dat", data);
+    task_init(&t, &c, "map", in, "lines");
+    rest = script_run_map(s, &t, &e);
+    ck_assert_msg(rest != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(rest), 10001);
+    ck_assert(str_eq_at(col(rest, "line"), 10000, "last"));
+    frame_free(rest);
+    free(in);
+    free(data);
+    script_free(s);
+}
+END_TEST
+
+START_TEST(test_emit_combine_nested)
+{
+    /* the sink runs combine while map is still running: the map's own frames (f, kept
+     * across the flushes) stay valid, and combine's ctx:emit is its own */
+    script *s = load_script("emit_combine.lua",
+        "return {\n"
+        "  map = function(input, ctx)\n"
+        "    local kept = frame.new{ k = {'x'} }\n"
+        "    for f in input:frames(500) do\n"
+        "      ctx:emit(f:with_column('k', function(r) return tostring(tonumber(r.line) % 3) end))\n"
+        "    end\n"
+        "    assert(#kept == 1 and kept:get(1, 'k') == 'x')\n"
+        "  end,\n"
+        "  combine = function(f, ctx)\n"
+        "    assert(ctx.kind == 'combine')\n"
+        "    for row in f:group_by('k'):agg{ n = count() }:rows() do ctx:emit(row) end\n"
+        "  end,\n"
+        "}\n");
+    char *data = numbered_lines(3000);
+    flushed fl = {0};
+    fl.combine = 1;
+    mr_err e;
+    frame *rest = run_map_streaming(s, data, &fl, 1, &e);
+    ck_assert_msg(rest != NULL, "%s", e.msg);
+    ck_assert_int_eq(fl.calls, 6);
+    ck_assert_uint_eq(frame_nrows(rest), 0);
+    /* 6 batches of 500 lines, 3 keys each: the counts add up per key */
+    int64_t per_key[3] = {0, 0, 0};
+    ck_assert_uint_eq(frame_nrows(fl.rows), 18);
+    for (size_t i = 0; i < 18; i++) {
+        size_t len;
+        const char *k = frame_col_str(col(fl.rows, "k"), i, &len);
+        per_key[k[0] - '0'] += i64_at(fl.rows, "n", i);
+    }
+    ck_assert_int_eq(per_key[0], 1000);
+    ck_assert_int_eq(per_key[1], 1000);
+    ck_assert_int_eq(per_key[2], 1000);
+    frame_free(rest);
+    frame_free(fl.rows);
+
+    /* an error in the nested combine fails the map, naming the combine's line */
+    script_free(s);
+    s = load_script("emit_combine_err.lua",
+        "return {\n"
+        "  map = function(input, ctx) for f in input:frames(100) do ctx:emit(f) end end,\n"
+        "  combine = function(f, ctx)\n"
+        "    error('combine broke')\n"
+        "  end,\n"
+        "}\n");
+    memset(&fl, 0, sizeof fl);
+    fl.combine = 1;
+    rest = run_map_streaming(s, data, &fl, 1, &e);
+    ck_assert_ptr_null(rest);
+    ck_assert_msg(strstr(e.msg, "emit_combine_err.lua:4: combine broke") != NULL, "%s", e.msg);
+    frame_free(fl.rows);
+    free(data);
+    script_free(s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- errors */
 
 START_TEST(test_syntax_and_shape_errors)
@@ -1678,6 +1850,7 @@ static Suite *script_suite(void)
                        test_distinct, test_group_by_agg, test_agg_whole_frame_and_count, test_join,
                        test_borrowed_input_copy_on_write}},
         {"ctx", {test_ctx}},
+        {"emit_stream", {test_emit_streams, test_emit_combine_nested}},
         {"errors", {test_syntax_and_shape_errors, test_map_error_names_record,
                     test_bad_return_and_moved_frame}},
         {"strict", {test_strict_globals}},
