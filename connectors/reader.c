@@ -92,6 +92,7 @@ struct reader {
     uint64_t batch_end;         /* reader_frame_batch: stop once nrec reaches it (0: none) */
     size_t frame_bytes_cap;     /* a frame being built stops at about this size (0: none) */
     int frame_bytes_hit;        /* ... and it did */
+    size_t frame_check_rows;    /* rows at which the frame's size is looked at next */
     uint64_t line;              /* line number of the next record (0: unknown) */
     uint64_t nrec, nbad;
 
@@ -1269,13 +1270,15 @@ static mr_code rd_fb_finish(rd_fb *b, mr_err *e)
     return MR_OK;
 }
 
-/* Has the frame being built reached frame_bytes_cap? Looked at every 4096 rows, since
- * summing the columns' buffers is not free. */
+/* Has the frame being built reached frame_bytes_cap? Looked at every 4096 rows (and once
+ * the inference rows are in), since summing the columns' buffers is not free. */
 static int rd_frame_full(reader *r, const rd_fb *b)
 {
     if (!r->frame_bytes_cap || b->ncols == 0) return 0;
     size_t rows = b->col[0]->len;
-    if (rows == 0 || rows % 4096 != 0 || frame_mem_bytes(b->f) < r->frame_bytes_cap) return 0;
+    if (rows < r->frame_check_rows) return 0;
+    r->frame_check_rows = rows + 4096;
+    if (frame_mem_bytes(b->f) < r->frame_bytes_cap) return 0;
     r->frame_bytes_hit = 1;
     return 1;
 }
@@ -1435,7 +1438,10 @@ static int rd_csv_infer(reader *r, rd_fb *b, mr_err *e)
     rd_stage s = {0};
     int rc = 0;
     uint64_t limit = rd_records_left(r, RD_INFER_ROWS);
-    while (s.n < limit && s.len < RD_INFER_BYTES) {
+    /* the staged rows all go into the frame: keep them within a capped frame's size */
+    size_t stage_bytes = RD_INFER_BYTES;
+    if (r->frame_bytes_cap && r->frame_bytes_cap / 2 < stage_bytes) stage_bytes = r->frame_bytes_cap / 2;
+    while (s.n < limit && (s.n == 0 || s.len < stage_bytes)) {
         rc = rd_csv_record(r, e);
         if (rc <= 0) break;
         if (rd_stage_add(&s, r->rec_raw, r->rec_raw_len, r->rec_off, r->rec_line, e) != MR_OK) {
@@ -1527,7 +1533,8 @@ static frame *rd_frame_csv(reader *r, rd_fb *b, mr_err *e)
     int any_infer = 0;
     for (size_t i = 0; i < b->ncols; i++) any_infer |= !b->fixed[i];
     if (any_infer && rd_csv_infer(r, b, e) < 0) return NULL;
-    while (!rd_limit_reached(r)) {
+    if (b->ncols && b->col[0]->len > r->frame_check_rows) r->frame_check_rows = b->col[0]->len;
+    while (!rd_limit_reached(r) && !rd_frame_full(r, b)) {
         rc = rd_csv_record(r, e);
         if (rc < 0) return NULL;
         if (rc == 0) break;
@@ -1670,10 +1677,12 @@ frame *reader_frame(reader *r, mr_err *e)
 {
     r->frame_bytes_cap = r->o.max_frame_bytes;
     r->frame_bytes_hit = 0;
+    r->frame_check_rows = 4096;
     frame *f = rd_frame(r, e);
+    if (f && r->frame_bytes_cap && frame_mem_bytes(f) > r->frame_bytes_cap) r->frame_bytes_hit = 1;
     if (f && r->frame_bytes_hit) {
-        mr_fail(e, MR_ELIMIT, "%s: the frame of the input passed %zu MB at record %llu",
-                r->uri, frame_mem_bytes(f) >> 20, (unsigned long long)r->nrec);
+        mr_fail(e, MR_ELIMIT, "%s: the frame of the input passed %.1f MB at record %llu",
+                r->uri, frame_mem_bytes(f) / 1048576.0, (unsigned long long)r->nrec);
         frame_free(f);
         f = NULL;
     }
@@ -1685,6 +1694,7 @@ frame *reader_frame_batch(reader *r, size_t max_rows, size_t max_bytes, mr_err *
 {
     r->batch_end = r->nrec + (max_rows ? max_rows : 1);
     r->frame_bytes_cap = max_bytes;
+    r->frame_check_rows = 4096;
     frame *f = rd_frame(r, e);
     r->batch_end = 0;
     r->frame_bytes_cap = 0;

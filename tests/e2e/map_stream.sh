@@ -84,7 +84,7 @@ return {
 LUA
 mk whole.lua out3.csv >"$TMP/j3.json"
 expect_status 1 run "$TMP/j3.json"
-expect_in "$TMP/err.txt" "input:frame\(\): .*ev.csv.gz: the frame of the input passed 16 MB at record [0-9]+, half of the task's memory budget .*input:frames\(\)" "clear error"
+expect_in "$TMP/err.txt" "input:frame\(\): .*ev.csv.gz: the frame of the input passed 16.0 MB at record [0-9]+, half of the task's memory budget .*input:frames\(\)" "clear error"
 [ ! -e "$TMP/out3.csv" ] || fail "a failed job left output behind"
 pass "input:frame() past half the budget fails naming the file, the record and the way out"
 

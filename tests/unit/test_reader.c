@@ -5,6 +5,7 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -754,6 +755,558 @@ START_TEST(test_splits_random_quoting)
 }
 END_TEST
 
+/* ---- tcase: batches (reader_frame_batch) and the frame byte cap ---- */
+
+/* A growing text buffer. */
+typedef struct tbuf {
+    char *p;
+    size_t len, cap;
+} tbuf;
+
+static void tb_printf(tbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tb_printf(tbuf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = b->cap - b->len;
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        ck_assert_int_ge(n, 0);
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        b->cap = b->cap ? b->cap * 2 : 1 << 16;
+        while (b->cap - b->len <= (size_t)n) b->cap *= 2;
+        b->p = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+}
+
+/* An assertion for loops (ck_assert costs a system call per passing check). */
+#define EXPECT(cond, ...)                       \
+    do {                                        \
+        if (!(cond)) ck_abort_msg(__VA_ARGS__); \
+    } while (0)
+
+/* rows of CSV with a header: id int, name string (plain, or quoted with commas, newlines,
+ * CRLF and "" escapes), qty int (empty, i.e. null, every 13th row), price float (always a
+ * fraction), flag bool, pad string of 0..400 bytes (so the file passes the reader's 1 MiB
+ * window). Every column that holds a value infers to the same type in any batch. */
+static char *write_batch_csv(const char *name, int rows, size_t *len_out)
+{
+    tbuf b = {0};
+    tb_printf(&b, "id,name,qty,price,flag,pad\n");
+    for (int i = 0; i < rows; i++) {
+        tb_printf(&b, "%d,", i);
+        switch (i % 6) {
+        case 0: tb_printf(&b, "\"n%d, with comma\",", i); break;
+        case 1: tb_printf(&b, "\"two\nlines %d\",", i); break;
+        case 2: tb_printf(&b, "\"say \"\"hi\"\" %d\",", i); break;
+        case 3: tb_printf(&b, "\"crlf\r\ninside %d\",", i); break;
+        default: tb_printf(&b, "plain%d,", i); break;
+        }
+        if (i % 13 == 5) tb_printf(&b, ",");
+        else tb_printf(&b, "%d,", (i * 7919) % 100000 - 50000);
+        tb_printf(&b, "%d.%02d,%s,", i % 1000, 1 + i % 99, (i * 31) % 3 ? "true" : "false");
+        tb_printf(&b, "%.*s\n", (int)((size_t)i * 2654435761u % 401),
+                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    }
+    char *p = path_in(name);
+    write_file(p, b.p, b.len);
+    if (len_out) *len_out = b.len;
+    free(b.p);
+    return p;
+}
+
+static reader *open_fmt(const char *path, reader_format fmt, uint64_t start, uint64_t end)
+{
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = fmt;
+    o.range_start = start;
+    o.range_end = end;
+    mr_err e = {0};
+    reader *r = reader_open(path, &o, NULL, NULL, &e);
+    ck_assert_msg(r != NULL, "open %s: %s", path, e.msg);
+    return r;
+}
+
+static frame *whole_frame(const char *path, reader_format fmt, uint64_t start, uint64_t end)
+{
+    reader *r = open_fmt(path, fmt, start, end);
+    mr_err e = {0};
+    frame *f = reader_frame(r, &e);
+    ck_assert_msg(f != NULL, "reader_frame %s: %s", path, e.msg);
+    reader_free(r);
+    return f;
+}
+
+static int rcell_eq(const frame_col *a, size_t i, const frame_col *b, size_t j)
+{
+    if (frame_col_is_null(a, i) || frame_col_is_null(b, j))
+        return frame_col_is_null(a, i) && frame_col_is_null(b, j);
+    if (a->type != b->type) return 0;
+    switch (a->type) {
+    case FRAME_I64: return a->v.i64[i] == b->v.i64[j];
+    case FRAME_F64: return a->v.f64[i] == b->v.f64[j];
+    case FRAME_BOOL: return a->v.b[i] == b->v.b[j];
+    case FRAME_STR: {
+        size_t m, n;
+        const char *p = frame_col_str(a, i, &m), *q = frame_col_str(b, j, &n);
+        return m == n && (m == 0 || memcmp(p, q, m) == 0);
+    }
+    }
+    return 0;
+}
+
+static int col_any_value(const frame_col *c)
+{
+    for (size_t i = 0; i < c->len; i++)
+        if (!frame_col_is_null(c, i)) return 1;
+    return 0;
+}
+
+/* Batch rows [0, n) are whole rows [off, off + n): every column of the whole frame (one
+ * the batch lacks, or holds only nulls in, may differ in type; its cells must be null),
+ * and the batch has no column the whole frame lacks. */
+static void expect_batch_is_slice(const frame *batch, const frame *whole, size_t off,
+                                  const char *what)
+{
+    size_t n = frame_nrows(batch);
+    ck_assert_uint_le(off + n, frame_nrows(whole));
+    for (size_t c = 0; c < frame_ncols(batch); c++)
+        ck_assert_msg(frame_col_by_name(whole, frame_col_at(batch, c)->name), "%s: extra column '%s'",
+                      what, frame_col_at(batch, c)->name);
+    for (size_t c = 0; c < frame_ncols(whole); c++) {
+        const frame_col *w = frame_col_at(whole, c), *bc = frame_col_by_name(batch, w->name);
+        if (bc && col_any_value(bc))
+            EXPECT(bc->type == w->type, "%s: batch at row %zu: column '%s' is %s, whole %s", what,
+                   off, w->name, frame_type_name(bc->type), frame_type_name(w->type));
+        for (size_t i = 0; i < n; i++) {
+            if (!bc) {
+                EXPECT(frame_col_is_null(w, off + i), "%s: row %zu: column '%s' is missing", what,
+                       off + i, w->name);
+                continue;
+            }
+            EXPECT(rcell_eq(bc, i, w, off + i), "%s: row %zu (batch row %zu), column '%s' differs",
+                   what, off + i, i, w->name);
+        }
+    }
+}
+
+/* Reads r to its end in batches of `batch` rows and checks them against whole: each is
+ * full but the last, together they are whole, then a frame without rows (twice). */
+static void expect_batches(reader *r, size_t batch, const frame *whole, const char *what)
+{
+    mr_err e = {0};
+    size_t off = 0, total = frame_nrows(whole);
+    char label[160];
+    for (;;) {
+        frame *b = reader_frame_batch(r, batch, 0, &e);
+        ck_assert_msg(b != NULL, "%s: reader_frame_batch: %s", what, e.msg);
+        size_t n = frame_nrows(b);
+        size_t want = total - off < batch ? total - off : batch;
+        ck_assert_msg(n == want, "%s, batch %zu: %zu rows at row %zu, expected %zu", what, batch, n,
+                      off, want);
+        if (n == 0) {
+            frame_free(b);
+            break;
+        }
+        snprintf(label, sizeof label, "%s, batch %zu", what, batch);
+        expect_batch_is_slice(b, whole, off, label);
+        off += n;
+        frame_free(b);
+        ck_assert_uint_eq(reader_records(r), off);
+    }
+    ck_assert_uint_eq(off, total);
+    ck_assert_uint_eq(reader_records(r), total);
+    frame *again = reader_frame_batch(r, batch, 0, &e);
+    ck_assert_ptr_nonnull(again);
+    ck_assert_uint_eq(frame_nrows(again), 0);
+    frame_free(again);
+    ck_assert_uint_eq(reader_records(r), total);
+}
+
+START_TEST(test_batches_csv)
+{
+    size_t len;
+    const char *path = write_batch_csv("b.csv", 5000, &len);
+    ck_assert_uint_gt(len, 1 << 20);   /* crosses the 1 MiB window */
+    frame *whole = whole_frame(path, READER_CSV, 0, 0);
+    ck_assert_uint_eq(frame_nrows(whole), 5000);
+    const char *names[] = {"id", "name", "qty", "price", "flag", "pad"};
+    const frame_type types[] = {FRAME_I64, FRAME_STR, FRAME_I64, FRAME_F64, FRAME_BOOL, FRAME_STR};
+    ck_assert_uint_eq(frame_ncols(whole), 6);
+    for (int c = 0; c < 6; c++) {
+        ck_assert_str_eq(frame_col_at(whole, (size_t)c)->name, names[c]);
+        ck_assert_int_eq(frame_col_at(whole, (size_t)c)->type, types[c]);
+    }
+    size_t n;
+    const char *s = frame_col_str(frame_col_by_name(whole, "name"), 1, &n);
+    ck_assert(n == strlen("two\nlines 1") && memcmp(s, "two\nlines 1", n) == 0);
+    s = frame_col_str(frame_col_by_name(whole, "name"), 2, &n);
+    ck_assert(n == strlen("say \"hi\" 2") && memcmp(s, "say \"hi\" 2", n) == 0);
+    ck_assert(frame_col_is_null(frame_col_by_name(whole, "qty"), 5));
+    const size_t sizes[] = {7, 1000, 1, 4999, 5000, 6000};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        reader *r = open_fmt(path, READER_CSV, 0, 0);
+        expect_batches(r, sizes[k], whole, "csv");
+        reader_free(r);
+    }
+    /* batches, then reader_frame for the rest */
+    reader *r = open_fmt(path, READER_CSV, 0, 0);
+    mr_err e = {0};
+    frame *first = reader_frame_batch(r, 10, 0, &e);
+    ck_assert_uint_eq(frame_nrows(first), 10);
+    expect_batch_is_slice(first, whole, 0, "csv head");
+    frame *rest = reader_frame(r, &e);
+    ck_assert_msg(rest != NULL, "%s", e.msg);
+    ck_assert_uint_eq(frame_nrows(rest), 4990);
+    expect_batch_is_slice(rest, whole, 10, "csv rest");
+    ck_assert_uint_eq(reader_records(r), 5000);
+    frame_free(first);
+    frame_free(rest);
+    reader_free(r);
+    frame_free(whole);
+}
+END_TEST
+
+/* Headerless CSV names its columns c1..cN in every batch. */
+START_TEST(test_batches_csv_headerless)
+{
+    tbuf b = {0};
+    for (int i = 0; i < 500; i++) tb_printf(&b, "%d,\"v,%d\",%d.5\n", i, i, i);
+    write_file(path_in("h.csv"), b.p, b.len);
+    free(b.p);
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = READER_CSV;
+    o.header = 0;
+    mr_err e = {0};
+    reader *r = reader_open(path_in("h.csv"), &o, NULL, NULL, &e);
+    frame *whole = reader_frame(r, &e);
+    reader_free(r);
+    ck_assert_uint_eq(frame_nrows(whole), 500);
+    ck_assert_str_eq(frame_col_at(whole, 0)->name, "c1");
+    r = reader_open(path_in("h.csv"), &o, NULL, NULL, &e);
+    expect_batches(r, 7, whole, "headerless csv");
+    reader_free(r);
+    frame_free(whole);
+}
+END_TEST
+
+START_TEST(test_batches_jsonl_and_lines)
+{
+    tbuf b = {0};
+    for (int i = 0; i < 2000; i++) {
+        if (i == 700) tb_printf(&b, "{not json\n");   /* a bad record, in both reads */
+        if (i % 50 == 3) tb_printf(&b, "\n");          /* blank lines are skipped */
+        tb_printf(&b, "{\"id\":%d,\"s\":\"str %d, \\\"q\\\"\",\"f\":%d.25,\"b\":%s", i, i, i - 1000,
+                  i % 3 ? "true" : "false");
+        if (i % 4 == 0) tb_printf(&b, ",\"opt\":%d", i * 3);          /* sometimes absent */
+        if (i % 9 == 0) tb_printf(&b, ",\"nest\":{\"a\":[%d,2]}", i);  /* JSON text */
+        tb_printf(&b, "}\n");
+    }
+    write_file(path_in("b.jsonl"), b.p, b.len);
+    write_file(path_in("b.txt"), b.p, b.len);
+    free(b.p);
+
+    frame *whole = whole_frame(path_in("b.jsonl"), READER_JSONL, 0, 0);
+    ck_assert_uint_eq(frame_nrows(whole), 2000);
+    ck_assert_int_eq(frame_col_by_name(whole, "id")->type, FRAME_I64);
+    ck_assert_int_eq(frame_col_by_name(whole, "f")->type, FRAME_F64);
+    ck_assert_int_eq(frame_col_by_name(whole, "b")->type, FRAME_BOOL);
+    ck_assert_int_eq(frame_col_by_name(whole, "opt")->type, FRAME_I64);
+    ck_assert_int_eq(frame_col_by_name(whole, "nest")->type, FRAME_STR);
+    const size_t sizes[] = {3, 1, 1000};
+    for (size_t k = 0; k < 3; k++) {
+        bad_log log = {0};
+        reader_opts o;
+        reader_opts_init(&o);
+        o.format = READER_JSONL;
+        mr_err e = {0};
+        reader *r = reader_open(path_in("b.jsonl"), &o, on_bad, &log, &e);
+        expect_batches(r, sizes[k], whole, "jsonl");
+        ck_assert_int_eq(log.n, 1);
+        ck_assert_uint_eq(reader_bad_count(r), 1);
+        reader_free(r);
+    }
+    frame_free(whole);
+
+    whole = whole_frame(path_in("b.txt"), READER_LINES, 0, 0);
+    ck_assert_uint_eq(frame_nrows(whole), 2000 + 1 + 40);   /* the bad and blank lines too */
+    for (size_t k = 0; k < 3; k++) {
+        reader *r = open_fmt(path_in("b.txt"), READER_LINES, 0, 0);
+        expect_batches(r, sizes[k], whole, "lines");
+        reader_free(r);
+    }
+    frame_free(whole);
+}
+END_TEST
+
+/* max_records caps the batches too. */
+START_TEST(test_batches_max_records)
+{
+    tbuf b = {0};
+    tb_printf(&b, "a\n");
+    for (int i = 0; i < 100; i++) tb_printf(&b, "%d\n", i);
+    write_file(path_in("m.csv"), b.p, b.len);
+    free(b.p);
+    const reader_format fmts[] = {READER_CSV, READER_LINES};
+    for (int k = 0; k < 2; k++) {
+        reader_opts o;
+        reader_opts_init(&o);
+        o.format = fmts[k];
+        o.max_records = 25;
+        mr_err e = {0};
+        reader *r = reader_open(path_in("m.csv"), &o, NULL, NULL, &e);
+        const size_t want[] = {10, 10, 5, 0};
+        for (int i = 0; i < 4; i++) {
+            frame *f = reader_frame_batch(r, 10, 0, &e);
+            ck_assert_msg(f != NULL, "%s", e.msg);
+            ck_assert_msg(frame_nrows(f) == want[i], "format %d, batch %d: %zu rows", k, i,
+                          frame_nrows(f));
+            frame_free(f);
+        }
+        ck_assert_uint_eq(reader_records(r), 25);
+        reader_free(r);
+    }
+}
+END_TEST
+
+/* A byte cap (checked every 4096 rows) ends each batch at 4096 rows when it is tiny. */
+static void expect_capped_sizes(const char *path, reader_format fmt, const frame_type *types,
+                                size_t ntypes, const char *what)
+{
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = fmt;
+    const char *names[] = {"id", "name", "v"};
+    if (types) {
+        o.col_names = names;
+        o.col_types = types;
+        o.ncols = ntypes;
+    }
+    mr_err e = {0};
+    reader *r = reader_open(path, &o, NULL, NULL, &e);
+    ck_assert_msg(r != NULL, "%s", e.msg);
+    const size_t want[] = {4096, 4096, 1808, 0};
+    int64_t next_id = 0;
+    for (int i = 0; i < 4; i++) {
+        frame *f = reader_frame_batch(r, 1000000, 1, &e);
+        ck_assert_msg(f != NULL, "%s: %s", what, e.msg);
+        ck_assert_msg(frame_nrows(f) == want[i], "%s: batch %d has %zu rows, expected %zu", what,
+                      i, frame_nrows(f), want[i]);
+        if (fmt != READER_LINES && frame_nrows(f)) {
+            const frame_col *id = frame_col_by_name(f, "id");
+            ck_assert_int_eq(id->type, FRAME_I64);
+            for (size_t j = 0; j < frame_nrows(f); j++, next_id++)
+                EXPECT(id->v.i64[j] == next_id, "%s: batch %d row %zu: id %lld", what, i, j,
+                       (long long)id->v.i64[j]);
+        }
+        frame_free(f);
+    }
+    ck_assert_uint_eq(reader_records(r), 10000);
+    reader_free(r);
+    /* without a cap: one batch of all rows */
+    r = reader_open(path, &o, NULL, NULL, &e);
+    frame *f = reader_frame_batch(r, 1000000, 0, &e);
+    ck_assert_uint_eq(frame_nrows(f), 10000);
+    frame_free(f);
+    reader_free(r);
+}
+
+START_TEST(test_batch_byte_cap)
+{
+    tbuf c = {0}, j = {0};
+    tb_printf(&c, "id,name,v\n");
+    for (int i = 0; i < 10000; i++) {
+        tb_printf(&c, "%d,name %d,%d\n", i, i, i * 3);
+        tb_printf(&j, "{\"id\":%d,\"name\":\"name %d\",\"v\":%d}\n", i, i, i * 3);
+    }
+    write_file(path_in("cap.csv"), c.p, c.len);
+    write_file(path_in("cap.jsonl"), j.p, j.len);
+    write_file(path_in("cap.txt"), j.p, j.len);
+    free(c.p);
+    free(j.p);
+    expect_capped_sizes(path_in("cap.txt"), READER_LINES, NULL, 0, "lines");
+    expect_capped_sizes(path_in("cap.jsonl"), READER_JSONL, NULL, 0, "jsonl");
+    const frame_type types[] = {FRAME_I64, FRAME_STR, FRAME_I64};
+    expect_capped_sizes(path_in("cap.csv"), READER_CSV, types, 3, "csv with a schema");
+}
+END_TEST
+
+/* The same with CSV whose types are inferred: the rows staged for inference must not
+ * escape the cap. */
+START_TEST(test_batch_byte_cap_csv_inferred)
+{
+    tbuf c = {0};
+    tb_printf(&c, "id,name,v\n");
+    for (int i = 0; i < 10000; i++) tb_printf(&c, "%d,name %d,%d\n", i, i, i * 3);
+    write_file(path_in("capi.csv"), c.p, c.len);
+    free(c.p);
+    expect_capped_sizes(path_in("capi.csv"), READER_CSV, NULL, 0, "csv, inferred types");
+}
+END_TEST
+
+/* A byte-range split read in batches is the split read whole. */
+START_TEST(test_batches_in_splits)
+{
+    size_t len;
+    const char *path = write_batch_csv("sp.csv", 3000, &len);
+    {   /* the same bytes as lines */
+        FILE *in = fopen(path, "rb");
+        ck_assert_ptr_nonnull(in);
+        char *buf = malloc(len);
+        ck_assert_uint_eq(fread(buf, 1, len, in), len);
+        fclose(in);
+        write_file(path_in("sp.txt"), buf, len);
+        free(buf);
+    }
+    const reader_format fmts[] = {READER_CSV, READER_LINES};
+    const char *paths[] = {path, path_in("sp.txt")};
+    const uint64_t nsplits[] = {3, 7};
+    for (int k = 0; k < 2; k++) {
+        for (size_t ns = 0; ns < 2; ns++) {
+            uint64_t step = len / nsplits[ns] + 1, rows = 0;
+            for (uint64_t s = 0; s < len; s += step) {
+                uint64_t end = s + step < len ? s + step : 0;
+                frame *whole = whole_frame(paths[k], fmts[k], s, end);
+                rows += frame_nrows(whole);
+                const size_t sizes[] = {7, 1000};
+                for (int b = 0; b < 2; b++) {
+                    reader *r = open_fmt(paths[k], fmts[k], s, end);
+                    expect_batches(r, sizes[b], whole, k ? "lines split" : "csv split");
+                    reader_free(r);
+                }
+                frame_free(whole);
+            }
+            if (k == 0) ck_assert_uint_eq(rows, 3000);   /* the splits cover the file once */
+        }
+    }
+}
+END_TEST
+
+/* reader_opts.max_frame_bytes: reader_frame fails once its frame passes the cap. */
+static void expect_frame_cap(const char *path, reader_format fmt, const char *what)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_ge(st.st_size, 1000000);
+    reader_opts o;
+    reader_opts_init(&o);
+    o.format = fmt;
+    o.max_frame_bytes = 64 << 10;
+    mr_err e = {0};
+    reader *r = reader_open(path, &o, NULL, NULL, &e);
+    ck_assert_ptr_nonnull(r);
+    frame *f = reader_frame(r, &e);
+    ck_assert_msg(f == NULL, "%s: a frame of %zu rows, %zu bytes, came back under a 64 KiB cap",
+                  what, f ? frame_nrows(f) : 0, f ? frame_mem_bytes(f) : 0);
+    ck_assert_int_eq(e.code, MR_ELIMIT);
+    ck_assert_msg(strstr(e.msg, path) != NULL, "%s: message does not name the file: %s", what,
+                  e.msg);
+    reader_free(r);
+    o.max_frame_bytes = 0;
+    mr_err_clear(&e);
+    r = reader_open(path, &o, NULL, NULL, &e);
+    f = reader_frame(r, &e);
+    ck_assert_msg(f != NULL, "%s: %s", what, e.msg);
+    ck_assert_uint_gt(frame_mem_bytes(f), 64 << 10);
+    frame_free(f);
+    reader_free(r);
+}
+
+START_TEST(test_max_frame_bytes)
+{
+    tbuf c = {0}, j = {0};
+    tb_printf(&c, "id,name,v\n");
+    for (int i = 0; i < 36000; i++) {
+        tb_printf(&c, "%d,some text %d,%d.5\n", i, i * 7, i);
+        tb_printf(&j, "{\"id\":%d,\"name\":\"some text %d\"}\n", i, i * 7);
+    }
+    write_file(path_in("big.csv"), c.p, c.len);
+    write_file(path_in("big.jsonl"), j.p, j.len);
+    write_file(path_in("big.txt"), j.p, j.len);
+    free(c.p);
+    free(j.p);
+    expect_frame_cap(path_in("big.csv"), READER_CSV, "csv");
+    expect_frame_cap(path_in("big.jsonl"), READER_JSONL, "jsonl");
+    expect_frame_cap(path_in("big.txt"), READER_LINES, "lines");
+}
+END_TEST
+
+/* ~1 MB of CSV in 10,000 rows of ~100 bytes: all of them fit the rows staged for type
+ * inference. */
+START_TEST(test_max_frame_bytes_csv_wide_rows)
+{
+    tbuf c = {0};
+    tb_printf(&c, "id,name,v\n");
+    for (int i = 0; i < 10000; i++)
+        tb_printf(&c, "%d,a longer text field of about a hundred bytes so that the rows are quite wide: %016d,%d\n",
+                  i, i, i);
+    write_file(path_in("wide.csv"), c.p, c.len);
+    free(c.p);
+    expect_frame_cap(path_in("wide.csv"), READER_CSV, "csv, 10000 wide rows");
+}
+END_TEST
+
+/* Types are inferred per batch: a float after the first batch makes that batch float64. */
+START_TEST(test_batch_types_per_batch)
+{
+    tbuf c = {0}, j = {0};
+    tb_printf(&c, "n,s\n");
+    for (int i = 1; i <= 200; i++) {
+        if (i == 150) {
+            tb_printf(&c, "150.5,x\n");
+            tb_printf(&j, "{\"n\":150.5,\"s\":\"x\"}\n");
+        } else {
+            tb_printf(&c, "%d,x\n", i);
+            tb_printf(&j, "{\"n\":%d,\"s\":\"x\"}\n", i);
+        }
+    }
+    write_file(path_in("t.csv"), c.p, c.len);
+    write_file(path_in("t.jsonl"), j.p, j.len);
+    free(c.p);
+    free(j.p);
+    const reader_format fmts[] = {READER_CSV, READER_JSONL};
+    const char *paths[] = {path_in("t.csv"), path_in("t.jsonl")};
+    for (int k = 0; k < 2; k++) {
+        reader *r = open_fmt(paths[k], fmts[k], 0, 0);
+        mr_err e = {0};
+        frame *b1 = reader_frame_batch(r, 100, 0, &e);
+        frame *b2 = reader_frame_batch(r, 100, 0, &e);
+        frame *b3 = reader_frame_batch(r, 100, 0, &e);
+        ck_assert(b1 && b2 && b3);
+        ck_assert_uint_eq(frame_nrows(b1), 100);
+        ck_assert_uint_eq(frame_nrows(b2), 100);
+        ck_assert_uint_eq(frame_nrows(b3), 0);
+        const frame_col *n1 = frame_col_by_name(b1, "n"), *n2 = frame_col_by_name(b2, "n");
+        ck_assert_msg(n1->type == FRAME_I64, "format %d: batch 1 is %s", k, frame_type_name(n1->type));
+        ck_assert_msg(n2->type == FRAME_F64, "format %d: batch 2 is %s", k, frame_type_name(n2->type));
+        for (size_t i = 0; i < 100; i++) {
+            EXPECT(n1->v.i64[i] == (int64_t)i + 1, "format %d: batch 1 row %zu", k, i);
+            double want = i == 49 ? 150.5 : (double)(i + 101);
+            EXPECT(n2->v.f64[i] == want, "format %d: batch 2 row %zu: %g", k, i, n2->v.f64[i]);
+        }
+        /* the whole input at once is float64 throughout */
+        frame *w = whole_frame(paths[k], fmts[k], 0, 0);
+        ck_assert_int_eq(frame_col_by_name(w, "n")->type, FRAME_F64);
+        frame_free(w);
+        frame_free(b1);
+        frame_free(b2);
+        frame_free(b3);
+        reader_free(r);
+    }
+}
+END_TEST
+
 /* ---- tcase: bench (LUAMR_BENCH=1) ---- */
 
 START_TEST(test_bench_20m_csv)
@@ -847,6 +1400,20 @@ static Suite *reader_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_splits_cover_each_record_once);
     tcase_add_test(tc, test_splits_random_quoting);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("batches");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_batches_csv);
+    tcase_add_test(tc, test_batches_csv_headerless);
+    tcase_add_test(tc, test_batches_jsonl_and_lines);
+    tcase_add_test(tc, test_batches_max_records);
+    tcase_add_test(tc, test_batch_byte_cap);
+    tcase_add_test(tc, test_batch_byte_cap_csv_inferred);
+    tcase_add_test(tc, test_batches_in_splits);
+    tcase_add_test(tc, test_max_frame_bytes);
+    tcase_add_test(tc, test_max_frame_bytes_csv_wide_rows);
+    tcase_add_test(tc, test_batch_types_per_batch);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bench");
