@@ -40,7 +40,9 @@ typedef struct run {
     uint64_t records_in, records_out, bad, bytes_in, reduce_in, reduce_out;
     int resumed, retries;
     int nreducers;          /* compute.reducers */
-    int merge_parts;        /* several reducers, one JSON document: parts merged at the end */
+    int merge_parts;        /* several reducers, one JSON document (or order_by): parts merged
+                               at the end */
+    int ordered;            /* the job has order_by */
     uint64_t skipped, storage_retries, spilled;
     struct lambda_stats lstats;  /* summed over the phases run on Lambda */
     int used_lambda;
@@ -109,6 +111,10 @@ static mr_code runner_check_script(const config *c, const script *s, mr_err *e)
              script_declared_groupby(s), e, MR_EINVAL,
              "%s: taskMode REDUCER_ONLY needs a reduce function, and the script's table has none",
              c->script);
+    const ops_sort_key *okeys;
+    MR_CHECK(c->mode != CONFIG_MAPPER_ONLY || script_order_keys(s, &okeys) == 0, e, MR_EINVAL,
+             "%s: order_by sorts the reducers' output, and taskMode MAPPER_ONLY has no reduce "
+             "phase", c->script);
     return MR_OK;
 }
 
@@ -630,6 +636,8 @@ static mr_code runner_prepare(run *r, mr_err *e)
     script *s = runner_load_script(r->c, e);
     if (!s) return e->code;
     mr_code code = runner_check_script(r->c, s, e);
+    const ops_sort_key *okeys;
+    r->ordered = script_order_keys(s, &okeys) > 0;
     script_free(s);
     MR_TRY(code);
     r->output = strdup(r->c->write_location ? r->c->write_location : "output/");
@@ -646,7 +654,7 @@ static mr_code runner_prepare(run *r, mr_err *e)
  * array (so one free loop releases both). */
 static mr_code runner_plan_reduced(run *r, mr_err *e)
 {
-    r->merge_parts = r->nreducers > 1 && strcmp(r->c->write_format, "json") == 0;
+    r->merge_parts = r->nreducers > 1 && (strcmp(r->c->write_format, "json") == 0 || r->ordered);
     if (!r->merge_parts) return MR_OK;
     char **all = realloc(r->intermediates,
                          (r->nintermediates + (size_t)r->nreducers) * sizeof *all);

@@ -398,6 +398,9 @@ typedef struct task_out {
     char *imf_path;
     const char *uri;
     uint64_t rows;
+    extsort *order;      /* order_by: rows go through an external sort on their way out */
+    const script *s;     /* whose order_by it is */
+    uint64_t spilled;    /* by that sort */
 } task_out;
 
 static mr_code task_out_open(const config *c, const task_spec *t, task_out *o, mr_err *e)
@@ -417,14 +420,56 @@ static mr_code task_out_open(const config *c, const task_spec *t, task_out *o, m
     return o->w ? MR_OK : e->code;
 }
 
+/* order_by names columns of the output: say so when one is missing. */
+static mr_code task_out_check_order(const task_out *o, const frame *f, mr_err *e)
+{
+    const ops_sort_key *keys;
+    size_t n = script_order_keys(o->s, &keys);
+    for (size_t k = 0; k < n && frame_ncols(f) > 0; k++)
+        MR_CHECK(frame_col_index(f, keys[k].col) >= 0, e, MR_EINVAL,
+                 "order_by: the output has no column '%s'", keys[k].col);
+    return MR_OK;
+}
+
 static mr_code task_out_append(task_out *o, const frame *f, mr_err *e)
 {
+    if (o->order) {
+        MR_TRY(task_out_check_order(o, f, e));
+        return extsort_add(o->order, f, e);
+    }
     o->rows += frame_nrows(f);
     return o->w ? writer_append(o->w, f, e) : imf_writer_add(o->imf, f, 0, e);
 }
 
+static mr_code task_out_sorted(void *ud, frame *batch, mr_err *e)
+{
+    mr_code code = task_out_append(ud, batch, e);
+    frame_free(batch);
+    return code;
+}
+
+/* The job's order_by for a reducer's output: half the budget for the sort, the rest for
+ * the reduce that feeds it. */
+static mr_code task_out_order(const config *c, script *s, task_out *o, mr_err *e)
+{
+    const ops_sort_key *keys;
+    size_t n = script_order_keys(s, &keys);
+    if (n == 0) return MR_OK;
+    o->s = s;
+    o->order = extsort_create(keys, n, c->memory_budget / 2, task_scratch, e);
+    return o->order ? MR_OK : e->code;
+}
+
 static mr_code task_out_commit(task_out *o, mr_err *e)
 {
+    if (o->order) {
+        extsort *sorter = o->order;
+        o->order = NULL;
+        mr_code code = extsort_finish(sorter, task_out_sorted, o, e);
+        o->spilled = extsort_stats_of(sorter)->spilled_bytes;
+        extsort_free(sorter);
+        if (code != MR_OK) return mr_wrap(e, "order_by: ");
+    }
     if (o->w) return writer_commit(o->w, e);
     MR_TRY(imf_writer_close(o->imf, e));
     if (storage_is_remote(o->uri)) return storage_put_file(o->imf_path, o->uri, e);
@@ -433,6 +478,7 @@ static mr_code task_out_commit(task_out *o, mr_err *e)
 
 static void task_out_free(task_out *o)
 {
+    extsort_free(o->order);
     writer_free(o->w);
     imf_writer_free(o->imf);
     if (o->imf_path && storage_is_remote(o->uri)) unlink(o->imf_path);
@@ -491,16 +537,14 @@ static mr_code task_reduce_declared(const config *c, const script_groupby *g,
 
 /* The reducers' parts of a declared group-by, each sorted by key, merged into one
  * document in key order without holding them all (extsort's merge). */
-static mr_code task_publish_sorted(const config *c, const script_groupby *g,
+static mr_code task_publish_sorted(const config *c, const ops_sort_key *keys, size_t nkeys,
                                    const task_spec *t, task_result *r, task_out *o, mr_err *e)
 {
     char **paths = task_fetch_all(t, e);
     if (!paths) return e->code;
-    ops_sort_key keys[g->nkeys + 1];
-    for (size_t k = 0; k < g->nkeys; k++) keys[k] = (ops_sort_key){g->keys[k], 0};
     extsort_stats st = {0};
     mr_code code = extsort_merge_files((const char *const *)paths, t->ninputs, -1, keys,
-                                       g->nkeys, c->memory_budget, task_scratch,
+                                       nkeys, c->memory_budget, task_scratch,
                                        task_spill_emit, o, &st, e);
     task_fetched_free(t, paths);
     r->spilled_bytes = st.spilled_bytes;
@@ -566,10 +610,16 @@ static mr_code task_copy_rows(const task_spec *t, task_result *r, task_out *o, m
             code = shuffle_conform(schema, &g, e);
             if (code == MR_OK) code = task_out_append(o, g, e);
             frame_free(g);
+            if (code != MR_OK) {   /* the output's failure, not the intermediate's */
+                imf_reader_free(rd);
+                rd = NULL;
+                goto done;
+            }
         }
         imf_reader_free(rd);
         if (code != MR_OK) mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
     }
+done:
     /* nothing at all still makes an (empty) output */
     if (code == MR_OK && r->records_in == 0) code = task_out_append(o, schema, e);
     frame_free(schema);
@@ -577,23 +627,36 @@ static mr_code task_copy_rows(const task_spec *t, task_result *r, task_out *o, m
     return code;
 }
 
+/* The rows of a reduce or publish task into o: the declared group-by, the merge of
+ * sorted parts, the script's reduce, or a copy. */
+static mr_code task_reduce_rows(const config *c, script *s, const task_spec *t, task_result *r,
+                                task_errors *te, task_out *o, mr_err *e)
+{
+    const script_groupby *g = script_declared_groupby(s);
+    const ops_sort_key *okeys;
+    size_t nokeys = script_order_keys(s, &okeys);
+    if (t->kind == TASK_REDUCE && g) return task_reduce_declared(c, g, t, r, o, e);
+    if (t->kind == TASK_PUBLISH && t->ninputs > 1 && nokeys)
+        return task_publish_sorted(c, okeys, nokeys, t, r, o, e);
+    if (t->kind == TASK_PUBLISH && t->ninputs > 1 && g) {
+        ops_sort_key gkeys[g->nkeys + 1];
+        for (size_t k = 0; k < g->nkeys; k++) gkeys[k] = (ops_sort_key){g->keys[k], 0};
+        return task_publish_sorted(c, gkeys, g->nkeys, t, r, o, e);
+    }
+    if (t->kind == TASK_REDUCE && script_has(s, "reduce"))
+        return task_reduce_fn(c, s, t, r, te, o, e);
+    return task_copy_rows(t, r, o, e);
+}
+
 static mr_code task_reduce(const config *c, script *s, const task_spec *t, task_result *r,
                            task_errors *te, mr_err *e)
 {
     task_out o;
     MR_TRY(task_out_open(c, t, &o, e));
-    const script_groupby *g = script_declared_groupby(s);
-    mr_code code;
-    if (t->kind == TASK_REDUCE && g) {
-        code = task_reduce_declared(c, g, t, r, &o, e);
-    } else if (t->kind == TASK_PUBLISH && g && t->ninputs > 1) {
-        code = task_publish_sorted(c, g, t, r, &o, e);
-    } else if (t->kind == TASK_REDUCE && script_has(s, "reduce")) {
-        code = task_reduce_fn(c, s, t, r, te, &o, e);
-    } else {
-        code = task_copy_rows(t, r, &o, e);
-    }
+    mr_code code = t->kind == TASK_REDUCE ? task_out_order(c, s, &o, e) : MR_OK;
+    if (code == MR_OK) code = task_reduce_rows(c, s, t, r, te, &o, e);
     if (code == MR_OK) code = task_out_commit(&o, e);
+    r->spilled_bytes += o.spilled;
     r->records_out = o.rows;
     if (code == MR_OK) snprintf(r->output, sizeof r->output, "%s", t->output_uri);
     task_out_free(&o);

@@ -1202,7 +1202,7 @@ static int m_clone(lua_State *L)
     return lf_result(L, frame_clone(lf_frame(L, 1), &e), "clone", &e);
 }
 
-static void sort_spec(lua_State *L, int idx, ops_sort_key *k)
+void lframe_check_sort_spec(lua_State *L, int idx, const char *what, ops_sort_key *k)
 {
     k->descending = 0;
     if (lua_type(L, idx) == LUA_TSTRING) {
@@ -1210,10 +1210,11 @@ static void sort_spec(lua_State *L, int idx, ops_sort_key *k)
         return;
     }
     if (lua_type(L, idx) != LUA_TTABLE)
-        luaL_error(L, "sort_by: expected \"col\" or {\"col\", \"desc\"}, got %s",
+        luaL_error(L, "%s: expected \"col\" or {\"col\", \"desc\"}, got %s", what,
                    luaL_typename(L, idx));
     lua_rawgeti(L, idx, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "sort_by: {\"col\", \"desc\"}: col must be a string");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "%s: {\"col\", \"desc\"}: col must be a string", what);
     k->col = lua_tostring(L, -1);   /* anchored by the spec table */
     lua_pop(L, 1);
     lua_rawgeti(L, idx, 2);
@@ -1221,12 +1222,25 @@ static void sort_spec(lua_State *L, int idx, ops_sort_key *k)
         const char *d = lua_tostring(L, -1);
         if (strcmp(d, "desc") == 0) k->descending = 1;
         else if (strcmp(d, "asc") != 0)
-            luaL_error(L, "sort_by: direction must be \"asc\" or \"desc\", got '%s'", d);
+            luaL_error(L, "%s: direction must be \"asc\" or \"desc\", got '%s'", what, d);
     }
     lua_pop(L, 1);
     lua_getfield(L, idx, "desc");
     if (lua_toboolean(L, -1)) k->descending = 1;
     lua_pop(L, 1);
+}
+
+int lframe_is_sort_spec(lua_State *L, int idx)
+{
+    if (!lua_istable(L, idx)) return 0;
+    lua_rawgeti(L, idx, 2);
+    int is_spec = lua_type(L, -1) == LUA_TSTRING &&
+                  (strcmp(lua_tostring(L, -1), "asc") == 0 || strcmp(lua_tostring(L, -1), "desc") == 0);
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "desc");
+    is_spec = is_spec || !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return is_spec;
 }
 
 static int m_sort_by(lua_State *L)
@@ -1238,14 +1252,7 @@ static int m_sort_by(lua_State *L)
     mr_err e;
     /* sort_by{ "a", {"b","desc"} }: one list of specs */
     if (top == 2 && lua_istable(L, 2)) {
-        lua_rawgeti(L, 2, 2);
-        int is_spec = lua_type(L, -1) == LUA_TSTRING &&
-                      (strcmp(lua_tostring(L, -1), "asc") == 0 || strcmp(lua_tostring(L, -1), "desc") == 0);
-        lua_pop(L, 1);
-        lua_getfield(L, 2, "desc");
-        is_spec = is_spec || !lua_isnil(L, -1);
-        lua_pop(L, 1);
-        if (!is_spec) {
+        if (!lframe_is_sort_spec(L, 2)) {
             size_t len = lua_objlen(L, 2);
             for (size_t i = 0; i < len; i++) lua_rawgeti(L, 2, (int)i + 1);
             first = 3;
@@ -1256,7 +1263,7 @@ static int m_sort_by(lua_State *L)
     if (n == 0) return luaL_error(L, "sort_by: give at least one column");
     keys = (ops_sort_key *)lua_newuserdata(L, n * sizeof *keys);
     for (size_t i = 0; i < n; i++) {
-        sort_spec(L, first + (int)i, &keys[i]);
+        lframe_check_sort_spec(L, first + (int)i, "sort_by", &keys[i]);
         if (frame_col_index(f, keys[i].col) < 0)
             return luaL_error(L, "sort_by: unknown column '%s'", keys[i].col);
     }

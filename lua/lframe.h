@@ -14,6 +14,7 @@
 #include "../engine/frame.h"
 #include "../engine/groupby.h"
 #include "../engine/mr_error.h"
+#include "../engine/ops.h"
 
 /* Creates the metatables and sets the global `frame`. Leaves the stack as it was. */
 void lframe_register(lua_State *L);
@@ -50,6 +51,11 @@ int lframe_from_rows(lua_State *L);
  * array in the constructors' source order, left on the stack as a userdata (its strings
  * are anchored by the table at idx). Raises on a malformed spec. */
 groupby_agg *lframe_check_aggs(lua_State *L, int idx, size_t *naggs);
+/* One sort key at idx: "col", {"col", "desc"|"asc"} or {"col", desc = true}; errors
+ * start with `what`. k->col points into the Lua value (anchor it). */
+void lframe_check_sort_spec(lua_State *L, int idx, const char *what, ops_sort_key *k);
+/* Is the value at idx one key spec ({"col", "desc"}) rather than a list of them? */
+int lframe_is_sort_spec(lua_State *L, int idx);
 
 /* Frames created while the epoch is current count as the task's own (see lframe_take).
  * The script bumps the epoch at the start of every task. */

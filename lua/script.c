@@ -45,6 +45,8 @@ struct script {
     size_t nstrs;
     const char **pkeys;
     size_t npkeys;
+    ops_sort_key *okeys;    /* order_by */
+    size_t nokeys;
 };
 
 static char script_key;
@@ -768,6 +770,26 @@ static void read_declared_reduce(lua_State *L, script *s)
     lua_settop(L, spec);
 }
 
+/* order_by = "col" | {"col", "desc"} | { "a", {"b", desc = true}, ... } (at the top). */
+static void read_order_by(lua_State *L, script *s)
+{
+    int spec = lua_gettop(L);
+    int list = lua_istable(L, spec) && !lframe_is_sort_spec(L, spec);
+    size_t n = list ? lua_objlen(L, spec) : 1;
+    if (list && n == 0) luaL_error(L, "order_by must name at least one column");
+    ops_sort_key *keys = (ops_sort_key *)calloc(n, sizeof *keys);
+    if (!keys) luaL_error(L, "out of memory");
+    s->okeys = keys;   /* freed by script_free even if a spec below is refused */
+    for (size_t i = 0; i < n; i++) {
+        if (list) lua_rawgeti(L, spec, (int)i + 1);
+        else lua_pushvalue(L, spec);
+        lframe_check_sort_spec(L, -1, "order_by", &keys[i]);
+        keys[i].col = keep_str(L, s, keys[i].col);
+        lua_pop(L, 1);
+    }
+    s->nokeys = n;
+}
+
 /* Runs under lua_cpcall: the job table's declarative parts, checked and copied to C. */
 static int read_declarations(lua_State *L)
 {
@@ -783,6 +805,9 @@ static int read_declarations(lua_State *L)
     lua_getfield(L, job, "partition_by");
     if (!lua_isnil(L, -1)) s->pkeys = read_names(L, s, "partition_by", &s->npkeys);
     lua_settop(L, job);
+    lua_getfield(L, job, "order_by");
+    if (!lua_isnil(L, -1)) read_order_by(L, s);
+    lua_settop(L, job);
     for (const char *const *fn = (const char *const[]){"map", "combine", "partition", NULL}; *fn; fn++) {
         lua_getfield(L, job, *fn);
         if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
@@ -795,6 +820,12 @@ static int read_declarations(lua_State *L)
 const script_groupby *script_declared_groupby(const script *s)
 {
     return s && s->has_groupby ? &s->groupby : NULL;
+}
+
+size_t script_order_keys(const script *s, const ops_sort_key **keys)
+{
+    *keys = s ? s->okeys : NULL;
+    return s ? s->nokeys : 0;
 }
 
 size_t script_partition_keys(const script *s, const char *const **keys)
@@ -903,6 +934,7 @@ void script_free(script *s)
     free((void *)s->groupby.keys);
     free((void *)s->groupby.aggs);
     free(s->pkeys);
+    free(s->okeys);
     free(s->path);
     free(s->dir);
     free(s);

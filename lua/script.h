@@ -16,6 +16,7 @@
 #include "../engine/frame.h"
 #include "../engine/groupby.h"
 #include "../engine/mr_error.h"
+#include "../engine/ops.h"
 
 typedef struct script script;
 
@@ -100,5 +101,9 @@ const script_groupby *script_declared_groupby(const script *s);
  * `partition_by = {"k1", ...}`, else the declarative reduce's group_by keys. Returns the
  * count (0 when the job names none) and points *keys at them. */
 size_t script_partition_keys(const script *s, const char *const **keys);
+/* The job table's `order_by`: the order of the job's whole output (each reducer sorts its
+ * output with an external sort; several reducers' parts are merged into one). Returns
+ * the count (0: none) and points *keys at them. */
+size_t script_order_keys(const script *s, const ops_sort_key **keys);
 
 #endif

@@ -1837,6 +1837,40 @@ START_TEST(test_declared_errors)
 }
 END_TEST
 
+START_TEST(test_order_by)
+{
+    struct { const char *decl; size_t n; const char *cols[3]; int desc[3]; } forms[] = {
+        {"'v'", 1, {"v"}, {0}},
+        {"{'v', 'desc'}", 1, {"v"}, {1}},
+        {"{'v', desc = true}", 1, {"v"}, {1}},
+        {"{ {'n', 'desc'}, 'k', {'s', 'asc'} }", 3, {"n", "k", "s"}, {1, 0, 0}},
+        {"{ 'k' }", 1, {"k"}, {0}},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char src[256];
+        snprintf(src, sizeof src, "return { map = function() end, order_by = %s }\n", forms[i].decl);
+        script *s = load_script("ob.lua", src);
+        const ops_sort_key *keys = NULL;
+        ck_assert_uint_eq(script_order_keys(s, &keys), forms[i].n);
+        for (size_t k = 0; k < forms[i].n; k++) {
+            ck_assert_str_eq(keys[k].col, forms[i].cols[k]);
+            ck_assert_int_eq(keys[k].descending, forms[i].desc[k]);
+        }
+        script_free(s);
+    }
+    script *s = load_script("noob.lua", "return { map = function() end }\n");
+    const ops_sort_key *keys = NULL;
+    ck_assert_uint_eq(script_order_keys(s, &keys), 0);
+    script_free(s);
+    assert_load_fails("return { map = function() end, order_by = {} }\n", "order_by", "at least one");
+    assert_load_fails("return { map = function() end, order_by = 3 }\n", "order_by", "number");
+    assert_load_fails("return { map = function() end, order_by = { {'v', 'up'} } }\n", "order_by",
+                      "'up'");
+    assert_load_fails("return { map = function() end, order_by = { {1} } }\n", "order_by",
+                      "col must be a string");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- suite */
 
 static Suite *script_suite(void)
@@ -1859,7 +1893,7 @@ static Suite *script_suite(void)
                      test_warc_without_reader, test_skip_records}},
         {"runaway", {test_runaway_guard}},
         {"declared", {test_declared_reduce, test_declared_reduce_forms, test_partition_by,
-                      test_declared_errors}},
+                      test_declared_errors, test_order_by}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
