@@ -549,6 +549,12 @@ static mr_code apply_defaults(pctx *p, int attempts_set, int memory_set)
         auto_split -= auto_split % MB;
         c->split_size = auto_split > 128 * MB ? 128 * MB : auto_split < MB ? MB : auto_split;
     }
+    /* Inside the function the budget is a share of its memory. (After the splits: the
+     * driver, which plans them, does not know that memory, and every task must see the
+     * same plan.) */
+    const char *fn_mb = getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE");
+    if (lambda && !memory_set && fn_mb && atol(fn_mb) >= 128)
+        c->memory_budget = (uint64_t)atol(fn_mb) / 4 * 3 * MB;
     if (!c->region) {
         const char *r = getenv("AWS_REGION");
         if (!r || !*r) r = getenv("AWS_DEFAULT_REGION");

@@ -10,7 +10,7 @@
  * location "<dir>/output/" (a trailing '/' marks a folder), errorConnector location
  * "_errors" inside the output folder (or beside the output file), concurrency = online CPUs,
  * maxAttempts 1 (local) or 3 (lambda), memoryMB 3/4 of RAM / concurrency (local) or 1024
- * (lambda), splitSize min(128 MB, memoryMB / 8). MAPPER_* modes need a manifest or manifestFile; REDUCER_ONLY needs neither;
+ * (lambda; inside the function 3/4 of AWS_LAMBDA_FUNCTION_MEMORY_SIZE), splitSize min(128 MB, memoryMB / 8). MAPPER_* modes need a manifest or manifestFile; REDUCER_ONLY needs neither;
  * executor lambda needs "function". */
 #ifndef LUAMR_CONFIG_H
 #define LUAMR_CONFIG_H

@@ -115,6 +115,21 @@ START_TEST(test_split_default)
     c = parse_ok("{" BASE INPUT ", \"compute\": {\"memoryMB\": 16}}");
     ck_assert_uint_eq(c->split_size, (uint64_t)2 << 20);
     config_free(c);
+    /* inside a Lambda function the budget follows its memory; the splits do not, since
+     * the driver that plans them does not see that memory */
+    setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048", 1);
+    c = parse_ok("{" BASE INPUT ", \"compute\": {\"executor\": \"lambda\", \"function\": \"f\"}}");
+    ck_assert_uint_eq(c->memory_budget, (uint64_t)1536 << 20);
+    ck_assert_uint_eq(c->split_size, (uint64_t)128 << 20);
+    config_free(c);
+    c = parse_ok("{" BASE INPUT ", \"compute\": {\"executor\": \"lambda\", \"function\": \"f\", "
+                 "\"memoryMB\": 512}}");
+    ck_assert_uint_eq(c->memory_budget, (uint64_t)512 << 20);
+    config_free(c);
+    unsetenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE");
+    c = parse_ok("{" BASE INPUT ", \"compute\": {\"executor\": \"lambda\", \"function\": \"f\"}}");
+    ck_assert_uint_eq(c->memory_budget, (uint64_t)1024 << 20);
+    config_free(c);
     /* 0 says one task per file, whatever the budget */
     c = parse_ok("{\"name\": \"job\", \"script\": \"job.lua\", \"readConnector\": "
                  "{\"manifest\": [\"a.txt\"], \"splitSize\": 0}, "
