@@ -8,7 +8,6 @@
 #include "extsort.h"
 
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,44 +38,6 @@ struct extsort {
     extsort_stats st;
 };
 
-/* ---- comparing rows of different frames ---- */
-
-/* One cell against another (neither null). Numbers compare by value whatever their
- * column types, NaN above everything and equal to NaN; strings bytewise, shorter first. */
-static int xs_cmp_cell(const frame_col *a, size_t i, const frame_col *b, size_t j)
-{
-    if (a->type == FRAME_STR) {
-        size_t la, lb;
-        const char *pa = frame_col_str(a, i, &la), *pb = frame_col_str(b, j, &lb);
-        int c = memcmp(pa, pb, la < lb ? la : lb);
-        if (c) return c;
-        return (la > lb) - (la < lb);
-    }
-    if (a->type == FRAME_I64 && b->type == FRAME_I64) {
-        int64_t x = a->v.i64[i], y = b->v.i64[j];
-        return (x > y) - (x < y);
-    }
-    double x = frame_col_num(a, i), y = frame_col_num(b, j);
-    int xn = isnan(x), yn = isnan(y);
-    if (xn | yn) return xn - yn;
-    return (x > y) - (x < y);
-}
-
-static int xs_cmp_rows(const ops_sort_key *keys, size_t nkeys, const frame_col *const *ka,
-                       size_t i, const frame_col *const *kb, size_t j)
-{
-    for (size_t k = 0; k < nkeys; k++) {
-        int na = frame_col_is_null(ka[k], i), nb = frame_col_is_null(kb[k], j);
-        if (na | nb) {
-            if (na && nb) continue;
-            return na ? 1 : -1;   /* nulls last whatever the direction, as ops_sort */
-        }
-        int r = xs_cmp_cell(ka[k], i, kb[k], j);
-        if (r) return keys[k].descending ? -r : r;
-    }
-    return 0;
-}
-
 /* ---- the k-way merge ---- */
 
 typedef struct xs_src {
@@ -103,7 +64,7 @@ typedef struct xs_merge {
 static int xs_less(const xs_merge *m, size_t a, size_t b)
 {
     const xs_src *x = &m->src[a], *y = &m->src[b];
-    int c = xs_cmp_rows(m->keys, m->nkeys, x->kc, x->pos, y->kc, y->pos);
+    int c = ops_cmp_rows(x->kc, x->pos, y->kc, y->pos, m->keys, m->nkeys);
     return c < 0 || (c == 0 && a < b);
 }
 

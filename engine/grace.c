@@ -35,15 +35,9 @@ typedef struct grace_ctx {
     unsigned seq;
 } grace_ctx;
 
-typedef struct grace_src {
-    const char *const *paths;   /* level 0: partition `partition` of each */
-    size_t n;
-    imf_reader *shared;         /* deeper: partition `partition` of the parent's file */
-    const char *shared_path;
-    int partition;
-} grace_src;
-
-static uint64_t grace_src_rows(const grace_src *src)
+/* Rows of a level's input (level 0: partition `partition` of each intermediate; deeper:
+ * one partition of the parent's sub-partition file). */
+static uint64_t grace_src_rows(const shuffle_source *src)
 {
     if (src->shared) return imf_reader_rows(src->shared, src->partition);
     uint64_t rows = 0;
@@ -56,7 +50,7 @@ static uint64_t grace_src_rows(const grace_src *src)
 }
 
 /* Sub-partitions for the whole source to come out near a sixth of the budget each. */
-static int grace_fanout(const grace_ctx *cx, const grace_src *src, const frame *acc)
+static int grace_fanout(const grace_ctx *cx, const shuffle_source *src, const frame *acc)
 {
     uint64_t rows = grace_src_rows(src), held = frame_nrows(acc);
     uint64_t row_bytes = held ? frame_mem_bytes(acc) / held : 64;
@@ -65,8 +59,8 @@ static int grace_fanout(const grace_ctx *cx, const grace_src *src, const frame *
     return want < 2 ? 2 : want > GRACE_MAX_FANOUT ? GRACE_MAX_FANOUT : (int)want;
 }
 
-static mr_code grace_over_budget(const grace_ctx *cx, const grace_src *src, const frame *acc,
-                                 int depth, mr_err *e)
+static mr_code grace_over_budget(const grace_ctx *cx, const shuffle_source *src,
+                                 const frame *acc, int depth, mr_err *e)
 {
     const char *why = cx->nkeys == 0
                           ? "the job declares no partition_by keys to split it by; add "
@@ -105,7 +99,7 @@ static imf_writer *grace_open_file(grace_ctx *cx, const frame *acc, int fanout, 
     return w;
 }
 
-static mr_code grace_level(grace_ctx *cx, const grace_src *src, int depth, mr_err *e);
+static mr_code grace_level(grace_ctx *cx, const shuffle_source *src, int depth, mr_err *e);
 
 /* Runs a level on each partition of a finished sub-partition file. */
 static mr_code grace_descend(grace_ctx *cx, const char *path, int fanout, int depth, mr_err *e)
@@ -115,7 +109,7 @@ static mr_code grace_descend(grace_ctx *cx, const char *path, int fanout, int de
     mr_code rc = MR_OK;
     for (int p = 0; rc == MR_OK && p < fanout; p++) {
         if (imf_reader_rows(r, p) == 0) continue;
-        grace_src child = {.shared = r, .shared_path = path, .partition = p};
+        shuffle_source child = {.shared = r, .shared_path = path, .partition = p};
         rc = grace_level(cx, &child, depth + 1, e);
     }
     imf_reader_free(r);
@@ -142,7 +136,7 @@ static mr_code grace_take(grace_ctx *cx, frame **acc, imf_writer *w, int fanout,
     return rc;
 }
 
-static mr_code grace_level(grace_ctx *cx, const grace_src *src, int depth, mr_err *e)
+static mr_code grace_level(grace_ctx *cx, const shuffle_source *src, int depth, mr_err *e)
 {
     frame *acc = NULL;
     imf_writer *w = NULL;
@@ -150,41 +144,33 @@ static mr_code grace_level(grace_ctx *cx, const grace_src *src, int depth, mr_er
     char path[PATH_MAX];
     path[0] = 0;
     mr_code rc = MR_OK;
-    size_t nsrc = src->shared ? 1 : src->n;
-    for (size_t i = 0; rc == MR_OK && i < nsrc; i++) {
-        const char *name = src->shared ? src->shared_path : src->paths[i];
-        imf_reader *r = src->shared ? src->shared : imf_reader_open(name, e);
-        if (!r) {
+    shuffle_source_reader in = {.src = src};
+    while (rc == MR_OK) {
+        frame *g = NULL;
+        if ((rc = shuffle_source_next(&in, &g, e)) != MR_OK || !g) break;
+        if (depth == 0) cx->st->rows_in += frame_nrows(g);
+        if ((rc = grace_take(cx, &acc, w, fanout, depth, g, e)) != MR_OK) {
+            mr_wrap(e, "%s partition %d: ", in.name, src->partition);
+            break;
+        }
+        if (w || !acc || !cx->budget) continue;
+        uint64_t held = frame_mem_bytes(acc);
+        if (held > cx->st->peak_bytes) cx->st->peak_bytes = held;
+        if (held <= cx->budget / 3) continue;
+        if (cx->nkeys == 0 || depth >= GRACE_MAX_DEPTH) {
+            if (held > cx->budget) rc = grace_over_budget(cx, src, acc, depth, e);
+            continue;
+        }
+        fanout = grace_fanout(cx, src, acc);
+        if (!(w = grace_open_file(cx, acc, fanout, depth, path, sizeof path, e))) {
             rc = e->code;
             break;
         }
-        while (rc == MR_OK) {
-            frame *g = NULL;
-            if ((rc = imf_reader_next(r, src->partition, &g, e)) != MR_OK || !g) break;
-            if (depth == 0) cx->st->rows_in += frame_nrows(g);
-            if ((rc = grace_take(cx, &acc, w, fanout, depth, g, e)) != MR_OK) {
-                mr_wrap(e, "%s partition %d: ", name, src->partition);
-                break;
-            }
-            if (w || !acc || !cx->budget) continue;
-            uint64_t held = frame_mem_bytes(acc);
-            if (held > cx->st->peak_bytes) cx->st->peak_bytes = held;
-            if (held <= cx->budget / 3) continue;
-            if (cx->nkeys == 0 || depth >= GRACE_MAX_DEPTH) {
-                if (held > cx->budget) rc = grace_over_budget(cx, src, acc, depth, e);
-                continue;
-            }
-            fanout = grace_fanout(cx, src, acc);
-            if (!(w = grace_open_file(cx, acc, fanout, depth, path, sizeof path, e))) {
-                rc = e->code;
-                break;
-            }
-            rc = shuffle_add_parts(w, acc, cx->keys, cx->nkeys, fanout, (unsigned)depth + 1, e);
-            frame_free(acc);
-            acc = NULL;
-        }
-        if (!src->shared) imf_reader_free(r);
+        rc = shuffle_add_parts(w, acc, cx->keys, cx->nkeys, fanout, (unsigned)depth + 1, e);
+        frame_free(acc);
+        acc = NULL;
     }
+    shuffle_source_close(&in);
     if (rc == MR_OK && w) {
         rc = imf_writer_close(w, e);
         cx->st->spilled_bytes += imf_writer_bytes(w);
@@ -216,7 +202,7 @@ mr_code grace_run(const char *const *paths, size_t n, int partition, const char 
     grace_ctx cx = {.keys = keys, .nkeys = nkeys, .budget = budget,
                     .scratch = scratch_dir ? scratch_dir : ".", .fn = fn, .ud = ud, .st = st};
     if (!(cx.schema = shuffle_schema(paths, n, e))) return e->code;
-    grace_src top = {.paths = paths, .n = n, .partition = partition};
+    shuffle_source top = {.paths = paths, .n = n, .partition = partition};
     mr_code rc = grace_level(&cx, &top, 0, e);
     frame_free(cx.schema);
     return rc;

@@ -279,21 +279,25 @@ done:
     return rc;
 }
 
-typedef struct gb_islot {
-    int64_t v;
+/* A slot of the int64-key table (k: the key, probed from gb_mix64(k)) and of the generic
+ * one (k: the row hash, probed from k). */
+typedef struct gb_kslot {
+    uint64_t k;
     uint32_t g;
-} gb_islot;
+} gb_kslot;
 
-static mr_code gb_islot_grow(gb_islot **slots, size_t *cap, mr_err *e)
+/* Doubles a gb_kslot table; both tables grow alike but for whether k is already the
+ * hash. */
+static mr_code gb_kslot_grow(gb_kslot **slots, size_t *cap, int k_is_hash, mr_err *e)
 {
     size_t ncap = *cap * 2, mask = ncap - 1;
-    gb_islot *ns = malloc(ncap * sizeof *ns);
+    gb_kslot *ns = malloc(ncap * sizeof *ns);
     if (!ns) return mr_fail(e, MR_ENOMEM, "group_by: out of memory growing the hash table");
     for (size_t i = 0; i < ncap; i++) ns[i].g = GB_EMPTY;
     for (size_t i = 0; i < *cap; i++) {
-        gb_islot s = (*slots)[i];
+        gb_kslot s = (*slots)[i];
         if (s.g == GB_EMPTY) continue;
-        size_t idx = gb_mix64((uint64_t)s.v) & mask;
+        size_t idx = (k_is_hash ? s.k : gb_mix64(s.k)) & mask;
         while (ns[idx].g != GB_EMPTY) idx = (idx + 1) & mask;
         ns[idx] = s;
     }
@@ -307,7 +311,7 @@ static mr_code gb_islot_grow(gb_islot **slots, size_t *cap, mr_err *e)
 static mr_code gb_assign_i64(const frame_col *c, gb_groups *G, mr_err *e)
 {
     size_t cap = gb_initial_slots(G->n), used = 0;
-    gb_islot *slots = malloc(cap * sizeof *slots);
+    gb_kslot *slots = malloc(cap * sizeof *slots);
     if (!slots) return mr_fail(e, MR_ENOMEM, "group_by: out of memory");
     for (size_t i = 0; i < cap; i++) slots[i].g = GB_EMPTY;
     uint32_t null_gid = GB_EMPTY;
@@ -322,15 +326,15 @@ static mr_code gb_assign_i64(const frame_col *c, gb_groups *G, mr_err *e)
         size_t mask = cap - 1, idx = gb_mix64((uint64_t)v) & mask;
         uint32_t g;
         for (;;) {
-            gb_islot *s = &slots[idx];
+            gb_kslot *s = &slots[idx];
             if (s->g == GB_EMPTY) {
                 if ((rc = gb_new_group(G, i, &g, e)) != MR_OK) goto done;
-                s->v = v;
+                s->k = (uint64_t)v;
                 s->g = g;
-                if (gb_table_full(++used, cap) && (rc = gb_islot_grow(&slots, &cap, e)) != MR_OK) goto done;
+                if (gb_table_full(++used, cap) && (rc = gb_kslot_grow(&slots, &cap, 0, e)) != MR_OK) goto done;
                 break;
             }
-            if (s->v == v) {
+            if (s->k == (uint64_t)v) {
                 g = s->g;
                 break;
             }
@@ -343,35 +347,11 @@ done:
     return rc;
 }
 
-typedef struct gb_gslot {
-    uint64_t h;
-    uint32_t g;
-} gb_gslot;
-
-static mr_code gb_gslot_grow(gb_gslot **slots, size_t *cap, mr_err *e)
-{
-    size_t ncap = *cap * 2, mask = ncap - 1;
-    gb_gslot *ns = malloc(ncap * sizeof *ns);
-    if (!ns) return mr_fail(e, MR_ENOMEM, "group_by: out of memory growing the hash table");
-    for (size_t i = 0; i < ncap; i++) ns[i].g = GB_EMPTY;
-    for (size_t i = 0; i < *cap; i++) {
-        gb_gslot s = (*slots)[i];
-        if (s.g == GB_EMPTY) continue;
-        size_t idx = s.h & mask;
-        while (ns[idx].g != GB_EMPTY) idx = (idx + 1) & mask;
-        ns[idx] = s;
-    }
-    free(*slots);
-    *slots = ns;
-    *cap = ncap;
-    return MR_OK;
-}
-
 /* Any key combination: the shared row hash and row equality from ops. */
 static mr_code gb_assign_generic(const frame_col *const *kc, size_t nk, gb_groups *G, mr_err *e)
 {
     size_t cap = gb_initial_slots(G->n), used = 0;
-    gb_gslot *slots = malloc(cap * sizeof *slots);
+    gb_kslot *slots = malloc(cap * sizeof *slots);
     if (!slots) return mr_fail(e, MR_ENOMEM, "group_by: out of memory");
     for (size_t i = 0; i < cap; i++) slots[i].g = GB_EMPTY;
     mr_code rc = MR_OK;
@@ -380,15 +360,15 @@ static mr_code gb_assign_generic(const frame_col *const *kc, size_t nk, gb_group
         size_t mask = cap - 1, idx = h & mask;
         uint32_t g;
         for (;;) {
-            gb_gslot *s = &slots[idx];
+            gb_kslot *s = &slots[idx];
             if (s->g == GB_EMPTY) {
                 if ((rc = gb_new_group(G, i, &g, e)) != MR_OK) goto done;
-                s->h = h;
+                s->k = h;
                 s->g = g;
-                if (gb_table_full(++used, cap) && (rc = gb_gslot_grow(&slots, &cap, e)) != MR_OK) goto done;
+                if (gb_table_full(++used, cap) && (rc = gb_kslot_grow(&slots, &cap, 1, e)) != MR_OK) goto done;
                 break;
             }
-            if (s->h == h && ops_rows_equal(kc, i, kc, G->first_row[s->g], nk)) {
+            if (s->k == h && ops_rows_equal(kc, i, kc, G->first_row[s->g], nk)) {
                 g = s->g;
                 break;
             }

@@ -459,35 +459,57 @@ static void radix_pairs(uint64_t **keys, uint64_t **ktmp, uint32_t **perm, uint3
     *ptmp = pt;
 }
 
+/* The body of ops_cmp_rows, inlined into merge_sort's comparator: there a and b are the
+ * same column list, so the compiler folds the type-equality tests away and the same-frame
+ * code is what it was before extsort shared this function. */
+static inline __attribute__((always_inline))
+int cmp_rows_at(const frame_col *const *a, size_t i, const frame_col *const *b, size_t j,
+                const ops_sort_key *keys, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        const frame_col *ca = a[k], *cb = b[k];
+        int na = frame_col_is_null(ca, i), nb = frame_col_is_null(cb, j);
+        if (na | nb) {
+            if (na && nb) continue;
+            return na ? 1 : -1;   /* nulls last whatever the direction */
+        }
+        int r;
+        if (ca->type == FRAME_STR) {
+            size_t la, lb;
+            const char *pa = frame_col_str(ca, i, &la), *pb = frame_col_str(cb, j, &lb);
+            r = str_cmp(pa, la, pb, lb);
+        } else if (ca->type == cb->type) {
+            /* Same type (int64/int64 included): the order-preserving images, no
+             * conversion to double. */
+            uint64_t ka = sortkey_cell(ca, i), kb = sortkey_cell(cb, j);
+            r = (ka > kb) - (ka < kb);
+        } else {
+            /* Numbers of different types (rows of different frames): by value as
+             * doubles, NaN above everything and equal to NaN. */
+            double x = frame_col_num(ca, i), y = frame_col_num(cb, j);
+            int xn = isnan(x), yn = isnan(y);
+            r = (xn | yn) ? xn - yn : (x > y) - (x < y);
+        }
+        if (r) return keys[k].descending ? -r : r;
+    }
+    return 0;
+}
+
+int ops_cmp_rows(const frame_col *const *a, size_t i, const frame_col *const *b, size_t j,
+                 const ops_sort_key *keys, size_t n)
+{
+    return cmp_rows_at(a, i, b, j, keys, n);
+}
+
 typedef struct sort_ctx {
     const frame_col *const *cols;
     const ops_sort_key *keys;
     size_t nk;
 } sort_ctx;
 
-static int str_cmp(const char *a, size_t la, const char *b, size_t lb);
-
 static int cmp_rows(const sort_ctx *x, size_t a, size_t b)
 {
-    for (size_t k = 0; k < x->nk; k++) {
-        const frame_col *c = x->cols[k];
-        int na = frame_col_is_null(c, a), nb = frame_col_is_null(c, b);
-        if (na | nb) {
-            if (na && nb) continue;
-            return na ? 1 : -1;   /* nulls last whatever the direction */
-        }
-        int r;
-        if (c->type == FRAME_STR) {
-            size_t la, lb;
-            const char *pa = frame_col_str(c, a, &la), *pb = frame_col_str(c, b, &lb);
-            r = str_cmp(pa, la, pb, lb);
-        } else {
-            uint64_t ka = sortkey_cell(c, a), kb = sortkey_cell(c, b);
-            r = (ka > kb) - (ka < kb);
-        }
-        if (r) return x->keys[k].descending ? -r : r;
-    }
-    return 0;
+    return cmp_rows_at(x->cols, a, x->cols, b, x->keys, x->nk);
 }
 
 /* Stable merge sort of idx[0..n): insertion-sorted runs of 16, then bottom-up merges.

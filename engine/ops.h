@@ -1,6 +1,8 @@
 /* ops: whole-column frame operators (select, filter, take, sort, distinct, head, concat,
- * compare-filter). Depends on frame and mr_error. Every operator reads its input frames
- * and returns a new frame (NULL + e filled on failure); inputs are never modified. */
+ * compare-filter), plus the row hashing, row equality and sort-order row comparison that
+ * group-by, join, shuffle, spill and extsort build on. Depends on frame and mr_error. Every
+ * operator reads its input frames and returns a new frame (NULL + e filled on failure);
+ * inputs are never modified. */
 #ifndef LUAMR_OPS_H
 #define LUAMR_OPS_H
 
@@ -44,6 +46,11 @@ typedef struct ops_sort_key {
 frame *ops_sort(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e);
 /* The sorted row order without building a frame (n = frame_nrows). Caller frees. */
 size_t *ops_sort_index(const frame *f, const ops_sort_key *keys, size_t n, mr_err *e);
+/* Row i of key columns a[] against row j of key columns b[] (a[k], b[k] hold key k; they
+ * may come from different frames and differ in numeric type): <0, 0 or >0 in ops_sort's
+ * order. A string key must be a string column on both sides. */
+int ops_cmp_rows(const frame_col *const *a, size_t i, const frame_col *const *b, size_t j,
+                 const ops_sort_key *keys, size_t n);
 /* Rows whose values over the named columns (all columns when n == 0) were not seen
  * before: first occurrence kept with all its columns, input order preserved. Numbers
  * compare by value across int64/float64, NaN equals NaN, null equals null. */

@@ -124,6 +124,31 @@ mr_code shuffle_conform(const frame *schema, frame **f, mr_err *e)
     return MR_OK;
 }
 
+mr_code shuffle_source_next(shuffle_source_reader *in, frame **g, mr_err *e)
+{
+    const shuffle_source *src = in->src;
+    size_t nfiles = src->shared ? 1 : src->n;
+    *g = NULL;
+    for (;;) {
+        if (!in->r) {
+            if (in->next >= nfiles) return MR_OK;
+            in->name = src->shared ? src->shared_path : src->paths[in->next];
+            in->next++;
+            in->r = src->shared ? src->shared : imf_reader_open(in->name, e);
+            if (!in->r) return e ? e->code : MR_EIO;
+        }
+        mr_code rc = imf_reader_next(in->r, src->partition, g, e);
+        if (rc != MR_OK || *g) return rc;
+        shuffle_source_close(in);
+    }
+}
+
+void shuffle_source_close(shuffle_source_reader *in)
+{
+    if (in->r && in->r != in->src->shared) imf_reader_free(in->r);
+    in->r = NULL;
+}
+
 mr_code shuffle_write(const frame *f, const char *local_path, int level, int nparts,
                       const char *const *keys, size_t nkeys, mr_err *e)
 {

@@ -34,4 +34,31 @@ frame *shuffle_schema(const char *const *paths, size_t n, mr_err *e);
  * differ); a column *f lacks is all null. */
 mr_code shuffle_conform(const frame *schema, frame **f, mr_err *e);
 
+/* One reduce level's input: partition `partition` of each of paths[0..n) in turn (the
+ * intermediates), or of `shared`, a file the caller holds open (a sub-partition file of
+ * the level above, at shared_path). grace and spill split a reducer's input the same way
+ * and read their levels through this one reader rather than two copies of the loop. */
+typedef struct shuffle_source {
+    const char *const *paths;
+    size_t n;
+    imf_reader *shared;
+    const char *shared_path;
+    int partition;
+} shuffle_source;
+
+/* A source read a row group at a time, one file open at a time. Start from
+ * {.src = &source}; end with shuffle_source_close, also after an error. */
+typedef struct shuffle_source_reader {
+    const shuffle_source *src;
+    size_t next;        /* files opened so far */
+    imf_reader *r;      /* the file being read, NULL between files */
+    const char *name;   /* its path, for messages */
+} shuffle_source_reader;
+
+/* *g = the next row group (the caller frees it), NULL after the last. A file that does
+ * not open is imf_reader_open's error. */
+mr_code shuffle_source_next(shuffle_source_reader *in, frame **g, mr_err *e);
+/* Closes the file being read, unless it is the shared one (its owner closes that). */
+void shuffle_source_close(shuffle_source_reader *in);
+
 #endif

@@ -61,16 +61,6 @@ typedef struct spill_ctx {
     size_t work_cap;
 } spill_ctx;
 
-/* Where one level reads from: every partition `partition` of paths[0..n) (level 0), or
- * partition `partition` of an already open spill file. */
-typedef struct spill_source {
-    const char *const *paths;
-    size_t n;
-    imf_reader *shared;
-    const char *shared_path;
-    int partition;
-} spill_source;
-
 static void spill_note_peak(spill_ctx *cx, uint64_t bytes)
 {
     if (bytes > cx->st->peak_bytes) cx->st->peak_bytes = bytes;
@@ -283,7 +273,7 @@ static mr_code spill_emit_sorted(spill_ctx *cx, frame *res, mr_err *e)
     return rc;
 }
 
-static mr_code spill_level(spill_ctx *cx, const spill_source *src, int depth, int may_spill,
+static mr_code spill_level(spill_ctx *cx, const shuffle_source *src, int depth, int may_spill,
                            mr_err *e);
 
 /* Merges each partition of a finished spill file on its own, one level deeper. */
@@ -300,14 +290,14 @@ static mr_code spill_descend(spill_ctx *cx, const char *path, const uint64_t *co
         /* All rows in one partition twice running means a few keys hold everything, and
          * hashing them again would not split them. */
         int may = depth + 1 < SPILL_MAX_DEPTH && !(depth > 0 && counts[p] == total);
-        spill_source child = {.shared = r, .shared_path = path, .partition = p};
+        shuffle_source child = {.shared = r, .shared_path = path, .partition = p};
         rc = spill_level(cx, &child, depth + 1, may, e);
     }
     imf_reader_free(r);
     return rc;
 }
 
-static mr_code spill_over_budget(spill_ctx *cx, const spill_source *src, const frame *acc,
+static mr_code spill_over_budget(spill_ctx *cx, const shuffle_source *src, const frame *acc,
                                  int depth, mr_err *e)
 {
     return mr_fail(e, MR_ELIMIT,
@@ -340,7 +330,7 @@ static mr_code spill_sorter_finish(spill_ctx *cx, mr_err *e)
     return rc;
 }
 
-static mr_code spill_level(spill_ctx *cx, const spill_source *src, int depth, int may_spill,
+static mr_code spill_level(spill_ctx *cx, const shuffle_source *src, int depth, int may_spill,
                            mr_err *e)
 {
     frame *acc = NULL;
@@ -350,56 +340,49 @@ static mr_code spill_level(spill_ctx *cx, const spill_source *src, int depth, in
     uint64_t counts[SPILL_FANOUT] = {0};
     uint64_t half = cx->budget / 2, keep = cx->fold ? cx->budget / 4 : cx->budget / 2;
     mr_code rc = MR_OK;
-    size_t nsrc = src->shared ? 1 : src->n;
-    for (size_t i = 0; rc == MR_OK && i < nsrc; i++) {
-        const char *name = src->shared ? src->shared_path : src->paths[i];
-        imf_reader *r = src->shared ? src->shared : imf_reader_open(name, e);
-        if (!r) {
-            rc = e ? e->code : MR_EIO;
+    /* Input files make a result (an empty one when none holds a row of the partition);
+     * no files make none. */
+    if ((src->shared || src->n) && !(acc = frame_empty_like(cx->schema, e))) rc = MR_ENOMEM;
+    shuffle_source_reader in = {.src = src};
+    while (rc == MR_OK) {
+        frame *g = NULL;
+        if ((rc = shuffle_source_next(&in, &g, e)) != MR_OK || !g) break;
+        if (depth == 0) cx->st->rows_in += frame_nrows(g);
+        if ((rc = shuffle_conform(cx->schema, &g, e)) != MR_OK) {
+            mr_wrap(e, "spill: %s: ", in.name);
+            frame_free(g);
             break;
         }
-        if (!acc && !w && !(acc = frame_empty_like(cx->schema, e))) rc = MR_ENOMEM;
-        while (rc == MR_OK) {
-            frame *g = NULL;
-            rc = imf_reader_next(r, src->partition, &g, e);
-            if (rc != MR_OK || !g) break;
-            if (depth == 0) cx->st->rows_in += frame_nrows(g);
-            if ((rc = shuffle_conform(cx->schema, &g, e)) != MR_OK) {
-                mr_wrap(e, "spill: %s: ", name);
-                frame_free(g);
+        if (w) {
+            rc = spill_write(cx, w, g, depth, counts, e);
+            frame_free(g);
+            continue;
+        }
+        spill_note_peak(cx, spill_frame_bytes(acc) + spill_frame_bytes(g));
+        if (frame_nrows(acc) == 0) {
+            frame_free(acc);
+            acc = g;
+        } else {
+            rc = frame_append_frame(acc, g, e);
+            frame_free(g);
+            if (rc != MR_OK) {
+                mr_wrap(e, "spill: %s partition %d: ", in.name, src->partition);
                 break;
             }
-            if (w) {
-                rc = spill_write(cx, w, g, depth, counts, e);
-                frame_free(g);
-                continue;
-            }
-            spill_note_peak(cx, spill_frame_bytes(acc) + spill_frame_bytes(g));
-            if (frame_nrows(acc) == 0) {
-                frame_free(acc);
-                acc = g;
-            } else {
-                rc = frame_append_frame(acc, g, e);
-                frame_free(g);
-                if (rc != MR_OK) {
-                    mr_wrap(e, "spill: %s partition %d: ", name, src->partition);
-                    break;
-                }
-            }
-            if (!cx->budget || spill_frame_bytes(acc) <= half) continue;
-            if ((rc = spill_compact(cx, &acc, e)) != MR_OK) break;
-            if (spill_frame_bytes(acc) <= keep) continue;
-            if (!may_spill) {
-                /* The fold could not help and no level can split the keys further. */
-                if (spill_frame_bytes(acc) > cx->budget) rc = spill_over_budget(cx, src, acc, depth, e);
-                continue;
-            }
-            rc = spill_start(cx, &w, path, sizeof path, acc, depth, counts, e);
-            frame_free(acc);
-            acc = NULL;
         }
-        if (!src->shared) imf_reader_free(r);
+        if (!cx->budget || spill_frame_bytes(acc) <= half) continue;
+        if ((rc = spill_compact(cx, &acc, e)) != MR_OK) break;
+        if (spill_frame_bytes(acc) <= keep) continue;
+        if (!may_spill) {
+            /* The fold could not help and no level can split the keys further. */
+            if (spill_frame_bytes(acc) > cx->budget) rc = spill_over_budget(cx, src, acc, depth, e);
+            continue;
+        }
+        rc = spill_start(cx, &w, path, sizeof path, acc, depth, counts, e);
+        frame_free(acc);
+        acc = NULL;
     }
+    shuffle_source_close(&in);
     if (rc == MR_OK && w) {
         rc = imf_writer_close(w, e);
         cx->st->spilled_bytes += imf_writer_bytes(w);
@@ -442,7 +425,7 @@ mr_code spill_groupby_merge(const char *const *paths, size_t n, int partition,
      * float64. A spill file keeps the schema of its first frame, so every row group is
      * brought to the widest types up front, before anything spills. */
     if (rc == MR_OK && !(cx.schema = shuffle_schema(paths, n, e))) rc = mr_wrap(e, "spill: ");
-    spill_source top = {.paths = paths, .n = n, .partition = partition};
+    shuffle_source top = {.paths = paths, .n = n, .partition = partition};
     /* Without keys there is one group, which no partitioning can split. */
     if (rc == MR_OK) rc = spill_level(&cx, &top, 0, nkeys > 0 && budget > 0, e);
     extsort_free(cx.sorter);   /* left only after a failure */
