@@ -93,6 +93,8 @@ void *frame_buf_realloc(void *p, size_t old, size_t n)
 #define FRAME_HUGE ((size_t)2 << 20)
 #define FRAME_CACHE_SLOTS 16
 #define FRAME_CACHE_BYTES ((size_t)64 << 20)
+/* A task may set more (a share of its budget), up to this. */
+#define FRAME_CACHE_MAX ((size_t)1 << 30)
 static size_t big_cache_limit = FRAME_CACHE_BYTES;
 
 static size_t big_len(size_t n)
@@ -165,7 +167,7 @@ static void big_cache_put(void *p, size_t len)
 void frame_buf_set_cache_limit(size_t bytes)
 {
     pthread_mutex_lock(&big_cache.lock);
-    big_cache_limit = bytes < FRAME_CACHE_BYTES ? bytes : FRAME_CACHE_BYTES;
+    big_cache_limit = bytes < FRAME_CACHE_MAX ? bytes : FRAME_CACHE_MAX;
     while (big_cache.n > 0 && big_cache.bytes > big_cache_limit) {
         big_cache.n--;
         munmap(big_cache.p[big_cache.n], big_cache.len[big_cache.n]);

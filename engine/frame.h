@@ -116,8 +116,8 @@ void *frame_buf_alloc(size_t n);
 void *frame_buf_calloc(size_t n);
 void *frame_buf_realloc(void *p, size_t old_n, size_t n);
 void frame_buf_free(void *p, size_t n);   /* accepts NULL */
-/* Freed buffers kept for reuse take at most this many bytes (default and ceiling 64 MB;
- * a task sets a share of its memory budget). Frees what is over at once. */
+/* Freed buffers kept for reuse take at most this many bytes (default 64 MB, at most
+ * 1 GB; a task sets a share of its memory budget). Frees what is over at once. */
 void frame_buf_set_cache_limit(size_t bytes);
 
 /* ---- whole-frame helpers ---- */

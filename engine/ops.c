@@ -16,53 +16,47 @@ static frame *fail_oom(frame *out, mr_err *e, const char *what)
     return NULL;
 }
 
-/* Rows idx[0..n) of src as a new standalone column. */
-static frame_col *take_col(const frame_col *src, const size_t *idx, size_t n)
+/* Rows idx[0..n) of src as a new standalone column; OPS_NO_ROW gives a null. */
+frame_col *ops_take_col(const frame_col *src, const size_t *idx, size_t n)
 {
     frame_col *c = frame_col_create(src->name, src->type, n);
     if (!c) return NULL;
+    size_t none = 0;
+    for (size_t i = 0; i < n; i++) none += idx[i] == OPS_NO_ROW;
+#define OPS_TAKE(field)                                                                  \
+    for (size_t i = 0; i < n; i++) c->v.field[i] = idx[i] == OPS_NO_ROW ? 0 : src->v.field[idx[i]]
     switch (src->type) {
-    case FRAME_I64: {
-        const int64_t *s = src->v.i64;
-        int64_t *d = c->v.i64;
-        for (size_t i = 0; i < n; i++) d[i] = s[idx[i]];
-        break;
-    }
-    case FRAME_F64: {
-        const double *s = src->v.f64;
-        double *d = c->v.f64;
-        for (size_t i = 0; i < n; i++) d[i] = s[idx[i]];
-        break;
-    }
-    case FRAME_BOOL: {
-        const uint8_t *s = src->v.b;
-        uint8_t *d = c->v.b;
-        for (size_t i = 0; i < n; i++) d[i] = s[idx[i]];
-        break;
-    }
+    case FRAME_I64: OPS_TAKE(i64); break;
+    case FRAME_F64: OPS_TAKE(f64); break;
+    case FRAME_BOOL: OPS_TAKE(b); break;
     case FRAME_STR: {
         const int64_t *so = src->v.offs;
         size_t total = 0;
-        for (size_t i = 0; i < n; i++) total += (size_t)(so[idx[i] + 1] - so[idx[i]]);
+        for (size_t i = 0; i < n; i++)
+            if (idx[i] != OPS_NO_ROW) total += (size_t)(so[idx[i] + 1] - so[idx[i]]);
         if (frame_col_reserve(c, n, total) != MR_OK) goto fail;
         int64_t *dof = c->v.offs;
         char *arena = c->arena;
         int64_t pos = 0;
         dof[0] = 0;
         for (size_t i = 0; i < n; i++) {
-            int64_t a = so[idx[i]], len = so[idx[i] + 1] - a;
-            memcpy(arena + pos, src->arena + a, (size_t)len);
-            pos += len;
+            if (idx[i] != OPS_NO_ROW) {
+                int64_t a = so[idx[i]], len = so[idx[i] + 1] - a;
+                memcpy(arena + pos, src->arena + a, (size_t)len);
+                pos += len;
+            }
             dof[i + 1] = pos;
         }
         c->arena_len = (size_t)pos;
         break;
     }
     }
-    if (src->nulls) {
+#undef OPS_TAKE
+    if (src->nulls || none) {
         if (frame_col_ensure_nulls(c) != MR_OK) goto fail;
         const uint8_t *s = src->nulls;
-        for (size_t i = 0; i < n; i++) c->nulls[i] = s[idx[i]];
+        for (size_t i = 0; i < n; i++)
+            c->nulls[i] = idx[i] == OPS_NO_ROW ? 1 : s ? s[idx[i]] : 0;
     }
     c->len = n;
     return c;
@@ -138,7 +132,7 @@ frame *ops_take(const frame *f, const size_t *idx, size_t n, mr_err *e)
     frame *out = frame_create();
     if (!out) return fail_oom(NULL, e, "take");
     for (size_t c = 0; c < frame_ncols(f); c++)
-        if (!attach_or_fail(out, take_col(frame_col_at(f, c), idx, n), e, "take")) return NULL;
+        if (!attach_or_fail(out, ops_take_col(frame_col_at(f, c), idx, n), e, "take")) return NULL;
     return out;
 }
 

@@ -15,6 +15,10 @@
 frame *ops_select(const frame *f, const char *const *names, size_t n, mr_err *e);
 /* Rows where keep[i] != 0 (keep has frame_nrows entries). */
 frame *ops_filter_mask(const frame *f, const uint8_t *keep, mr_err *e);
+/* Rows idx[0..n) of one column as a new column of the same name; an index of OPS_NO_ROW
+ * gives a null (a left join's unmatched rows). */
+#define OPS_NO_ROW SIZE_MAX
+frame_col *ops_take_col(const frame_col *src, const size_t *idx, size_t n);
 /* Rows idx[0..n) in that order (gather). */
 frame *ops_take(const frame *f, const size_t *idx, size_t n, mr_err *e);
 /* First n rows. */
