@@ -71,3 +71,12 @@ mk sort.lua out5/ csv MAPPER_ONLY >"$TMP/j5.json"
 expect_status 1 run "$TMP/j5.json"
 expect_in "$TMP/err.txt" "order_by sorts the reducers' output, and taskMode MAPPER_ONLY has no reduce phase" "mode check"
 pass "a bad direction, an unknown column and MAPPER_ONLY fail clearly and leave no output"
+
+# the shipped example: batches, a declared group-by, 2 reducers, ordered by revenue
+cp -r "$LUAMR_SOURCE_DIR/scripts/examples/top_products."* "$LUAMR_SOURCE_DIR/scripts/examples/data" "$TMP/"
+expect_status 0 run "$TMP/top_products.json"
+awk -F, 'FNR > 1 && $4 > 0 { n[$3]++; s[$3] += $5 } END { for (p in n) printf "%s,%d,%.2f\n", p, n[p], s[p] }' \
+  "$TMP"/data/sales-*.csv | sort -t, -k3,3nr -k1,1 >"$TMP/want6.csv"
+tail -n +2 "$TMP/out/top_products.csv" | awk -F, '{ printf "%s,%d,%.2f\n", $1, $2, $3 }' >"$TMP/got6.csv"
+cmp -s "$TMP/want6.csv" "$TMP/got6.csv" || { diff "$TMP/want6.csv" "$TMP/got6.csv"; fail "top_products differs from awk"; }
+pass "scripts/examples/top_products: revenue per product, best first, equals awk"
