@@ -458,7 +458,7 @@ double frame_col_num(const frame_col *c, size_t i)
     }
 }
 
-static int col_all_null(const frame_col *c)
+int frame_col_all_null(const frame_col *c)
 {
     if (c->len == 0) return 1;
     if (!c->nulls) return 0;
@@ -473,7 +473,7 @@ mr_code frame_col_append_col(frame_col *dst, const frame_col *src)
     if (n == 0) return MR_OK;
     int widen = dst->type == FRAME_F64 && src->type == FRAME_I64;
     if (dst->type != src->type && !widen) {
-        if (col_all_null(src)) return push_nulls(dst, n);
+        if (frame_col_all_null(src)) return push_nulls(dst, n);
         return MR_EINVAL;
     }
     MR_TRY(grow_rows(dst, base + n));
@@ -709,7 +709,7 @@ static int types_compatible(const frame_col *d, const frame_col *s)
     if ((d->type == FRAME_I64 && s->type == FRAME_F64) ||
         (d->type == FRAME_F64 && s->type == FRAME_I64))
         return 1;
-    return col_all_null(d) || col_all_null(s);
+    return frame_col_all_null(d) || frame_col_all_null(s);
 }
 
 mr_code frame_append_frame(frame *dst, const frame *src, mr_err *e)
@@ -741,8 +741,8 @@ mr_code frame_append_frame(frame *dst, const frame *src, mr_err *e)
         if (d->type == s->type) continue;
         if (d->type == FRAME_I64 && s->type == FRAME_F64) {
             col_widen_f64(d);
-        } else if (!(d->type == FRAME_F64 && s->type == FRAME_I64) && col_all_null(d) &&
-                   !col_all_null(s)) {
+        } else if (!(d->type == FRAME_F64 && s->type == FRAME_I64) && frame_col_all_null(d) &&
+                   !frame_col_all_null(s)) {
             MR_CHECK(col_retype_null(d, s->type) == MR_OK, e, MR_ENOMEM,
                      "frame: out of memory retyping column '%s'", s->name);
         }

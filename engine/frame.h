@@ -107,6 +107,8 @@ static inline const char *frame_col_str(const frame_col *c, size_t i, size_t *le
 }
 /* Numeric value of an i64/f64/bool cell as a double (NaN for null/string). */
 double frame_col_num(const frame_col *c, size_t i);
+/* No non-null value (an empty column counts). */
+int frame_col_all_null(const frame_col *c);
 
 /* Large scratch buffers with the allocation policy of column buffers (big ones mapped in
  * huge-page units, see frame.c), for operators that build column-sized arrays. The size

@@ -56,15 +56,6 @@ mapout *mapout_create(const char *local_path, int level, int nparts, const char 
     return m;
 }
 
-static int mo_col_has_values(const frame_col *c)
-{
-    if (c->len == 0) return 0;
-    if (!c->nulls) return 1;
-    for (size_t i = 0; i < c->len; i++)
-        if (!c->nulls[i]) return 1;
-    return 0;
-}
-
 static mr_code mo_open_gen(mapout *m, mr_err *e)
 {
     char *p = mo_gen_path(m, m->ngens);
@@ -92,7 +83,7 @@ static int mo_widened_type(const frame_col *s, int s_has_values, const frame_col
 {
     if (!c) return (int)s->type;
     if (!s) return (int)c->type;
-    if (s->type == c->type || !mo_col_has_values(c) ||
+    if (s->type == c->type || frame_col_all_null(c) ||
         (s->type == FRAME_F64 && c->type == FRAME_I64))
         return (int)s->type;
     if ((s->type == FRAME_I64 && c->type == FRAME_F64) || !s_has_values) return (int)c->type;
@@ -118,7 +109,7 @@ static int mo_widen(const mapout *m, const frame *f, frame **next, uint8_t *hv, 
         int t = mo_widened_type(s, s && m->has_values[i], c, e);
         if (t < 0 || !frame_add_col(*next, s ? s->name : c->name, (frame_type)t, e)) return -1;
         size_t at = frame_ncols(*next) - 1;
-        hv[at] = (uint8_t)((s && m->has_values[i]) || (c && mo_col_has_values(c)));
+        hv[at] = (uint8_t)((s && m->has_values[i]) || (c && !frame_col_all_null(c)));
         changed |= !s || t != (int)s->type;
     }
     return changed;
@@ -190,7 +181,7 @@ mr_code mapout_add(mapout *m, const frame *f, mr_err *e)
         m->has_values = calloc(frame_ncols(f), 1);
         MR_CHECK(m->has_values, e, MR_ENOMEM, "out of memory");
         for (size_t i = 0; i < frame_ncols(f); i++)
-            m->has_values[i] = (uint8_t)mo_col_has_values(frame_col_at(f, i));
+            m->has_values[i] = (uint8_t)!frame_col_all_null(frame_col_at(f, i));
         MR_TRY(mo_open_gen(m, e));
     } else {
         MR_TRY(mo_adapt(m, f, e));
