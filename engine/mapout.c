@@ -34,12 +34,6 @@ static char *mo_gen_path(const mapout *m, unsigned gen)
 mapout *mapout_create(const char *local_path, int level, int nparts, const char *const *keys,
                       size_t nkeys, size_t buffer_bytes, mr_err *e)
 {
-    if (nparts > 1 && nkeys == 0) {
-        mr_fail(e, MR_EINVAL, "compute.reducers is %d but the job names no partition keys: add "
-                "partition_by = {\"key\", ...} to the job table, or declare the reduce as "
-                "{ group_by = ..., agg = ... }", nparts);
-        return NULL;
-    }
     mapout *m = calloc(1, sizeof *m);
     MR_CHECK_NULL(m, e, MR_ENOMEM, "out of memory");
     m->path = strdup(local_path);
@@ -135,11 +129,16 @@ static const frame *mo_conform(const frame *schema, const frame *f, frame **owne
     return *owned = c;
 }
 
-static mr_code mo_route(mapout *m, imf_writer *w, const frame *f, int partition, mr_err *e)
+/* Rows to their partitions: part[i] when given, else by the hash of the keys. */
+static mr_code mo_route(mapout *m, const frame *f, const uint32_t *part, mr_err *e)
 {
-    if (partition >= 0 || m->nparts == 1 || frame_nrows(f) == 0)
-        return imf_writer_add(w, f, partition >= 0 ? partition : 0, e);
-    return shuffle_add_parts(w, f, m->keys, m->nkeys, m->nparts, 0, e);
+    if (m->nparts == 1 || frame_nrows(f) == 0) return imf_writer_add(m->w, f, 0, e);
+    if (part) return shuffle_add_assigned(m->w, f, part, m->nparts, e);
+    MR_CHECK(m->nkeys > 0, e, MR_EINVAL,
+             "compute.reducers is %d but the job names no partition keys: add "
+             "partition_by = {\"key\", ...} to the job table, or declare the reduce as "
+             "{ group_by = ..., agg = ... }", m->nparts);
+    return shuffle_add_parts(m->w, f, m->keys, m->nkeys, m->nparts, 0, e);
 }
 
 /* The current schema becomes a widened one, in a new generation, when f needs it. */
@@ -174,6 +173,11 @@ static mr_code mo_adapt(mapout *m, const frame *f, mr_err *e)
 
 mr_code mapout_add(mapout *m, const frame *f, mr_err *e)
 {
+    return mapout_add_assigned(m, f, NULL, e);
+}
+
+mr_code mapout_add_assigned(mapout *m, const frame *f, const uint32_t *part, mr_err *e)
+{
     if (frame_ncols(f) == 0) return MR_OK;   /* no columns, no rows: nothing to keep */
     if (!m->schema) {
         m->schema = frame_empty_like(f, e);
@@ -189,7 +193,7 @@ mr_code mapout_add(mapout *m, const frame *f, mr_err *e)
     frame *owned;
     const frame *g = mo_conform(m->schema, f, &owned, e);
     if (!g) return e->code;
-    mr_code rc = mo_route(m, m->w, g, -1, e);
+    mr_code rc = mo_route(m, g, part, e);
     frame_free(owned);
     if (rc == MR_OK) m->rows += frame_nrows(f);
     return rc;

@@ -22,7 +22,8 @@
 typedef struct mapout mapout;
 
 /* An output that mapout_finish publishes at local_path (an imf file with nparts
- * partitions, rows routed by the keys; nparts 1 needs no keys). level: imf deflate level.
+ * partitions, rows routed by the keys; nparts 1 needs no keys, and adding rows to more
+ * partitions without keys or an assignment is an error). level: imf deflate level.
  * buffer_bytes bounds the small batches held per partition before they are written as one
  * row group (imf_writer_set_pending_max; 0: imf's default). */
 mapout *mapout_create(const char *local_path, int level, int nparts, const char *const *keys,
@@ -30,6 +31,9 @@ mapout *mapout_create(const char *local_path, int level, int nparts, const char 
 /* Routes the rows of f (which the caller keeps). A frame without rows still counts: the
  * intermediate of a map that output nothing keeps the columns it had. */
 mr_code mapout_add(mapout *m, const frame *f, mr_err *e);
+/* The same, with row i going to partition part[i] (< nparts) instead of by the keys:
+ * the job's own partition function. */
+mr_code mapout_add_assigned(mapout *m, const frame *f, const uint32_t *part, mr_err *e);
 /* Writes the intermediate and renames it into place. */
 mr_code mapout_finish(mapout *m, mr_err *e);
 uint64_t mapout_rows(const mapout *m);

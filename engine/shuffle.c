@@ -38,6 +38,33 @@ static inline unsigned shuffle_part_of(uint64_t h, unsigned seed, int nparts)
     return (unsigned)((h >> 32) % (uint64_t)nparts);
 }
 
+mr_code shuffle_add_assigned(imf_writer *w, const frame *f, const uint32_t *part, int nparts,
+                             mr_err *e)
+{
+    size_t n = frame_nrows(f);
+    size_t *start = calloc((size_t)nparts + 2, sizeof *start);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    mr_code code = start && idx ? MR_OK
+                                : mr_fail(e, MR_ENOMEM, "out of memory partitioning %zu rows", n);
+    if (code == MR_OK) {
+        /* a counting sort by partition: one pass to count, one to place (start[p + 1]
+         * ends up where partition p begins, and the placing moves it to where p ends) */
+        for (size_t i = 0; i < n; i++) start[part[i] + 2]++;
+        for (int p = 0; p < nparts; p++) start[p + 2] += start[p + 1];
+        for (size_t i = 0; i < n; i++) idx[start[part[i] + 1]++] = i;
+    }
+    for (int p = 0; code == MR_OK && p < nparts; p++) {
+        size_t lo = p ? start[p] : 0, hi = start[p + 1];
+        if (hi == lo) continue;
+        frame *sub = ops_take(f, idx + lo, hi - lo, e);
+        code = sub ? imf_writer_add(w, sub, p, e) : e->code;
+        frame_free(sub);
+    }
+    free(start);
+    free(idx);
+    return code;
+}
+
 mr_code shuffle_add_parts(imf_writer *w, const frame *f, const char *const *keys, size_t nkeys,
                           int nparts, unsigned seed, mr_err *e)
 {
@@ -52,31 +79,15 @@ mr_code shuffle_add_parts(imf_writer *w, const frame *f, const char *const *keys
     }
     uint64_t *h = malloc(n * sizeof *h);
     uint32_t *part = malloc(n * sizeof *part);
-    size_t *start = calloc((size_t)nparts + 1, sizeof *start);
-    size_t *fill = malloc((size_t)nparts * sizeof *fill);
-    size_t *idx = malloc(n * sizeof *idx);
-    mr_code code = h && part && start && fill && idx
-                       ? MR_OK
-                       : mr_fail(e, MR_ENOMEM, "out of memory partitioning %zu rows", n);
+    mr_code code = h && part ? MR_OK
+                             : mr_fail(e, MR_ENOMEM, "out of memory partitioning %zu rows", n);
     if (code == MR_OK) {
         ops_hash_rows(cols, nkeys, 0, n, h);
-        /* a counting sort by partition: one pass to count, one to place */
-        for (size_t i = 0; i < n; i++) start[(part[i] = shuffle_part_of(h[i], seed, nparts)) + 1]++;
-        for (int p = 0; p < nparts; p++) start[p + 1] += start[p];
-        for (int p = 0; p < nparts; p++) fill[p] = start[p];
-        for (size_t i = 0; i < n; i++) idx[fill[part[i]]++] = i;
-    }
-    for (int p = 0; code == MR_OK && p < nparts; p++) {
-        if (start[p + 1] == start[p]) continue;
-        frame *sub = ops_take(f, idx + start[p], start[p + 1] - start[p], e);
-        code = sub ? imf_writer_add(w, sub, p, e) : e->code;
-        frame_free(sub);
+        for (size_t i = 0; i < n; i++) part[i] = shuffle_part_of(h[i], seed, nparts);
+        code = shuffle_add_assigned(w, f, part, nparts, e);
     }
     free(h);
     free(part);
-    free(start);
-    free(fill);
-    free(idx);
     return code;
 }
 

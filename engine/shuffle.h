@@ -6,6 +6,7 @@
 #define LUAMR_SHUFFLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "frame.h"
 #include "imf.h"
@@ -25,6 +26,10 @@ mr_code shuffle_write(const frame *f, const char *local_path, int level, int npa
 mr_code shuffle_add_parts(imf_writer *w, const frame *f, const char *const *keys, size_t nkeys,
                           int nparts, unsigned seed, mr_err *e);
 
+/* Appends the rows of f to w, row i to partition part[i] (< nparts): a partitioning the
+ * caller chose (the job's partition function). Rows keep their order within a partition. */
+mr_code shuffle_add_assigned(imf_writer *w, const frame *f, const uint32_t *part, int nparts,
+                             mr_err *e);
 /* The schema (a frame without rows) of the intermediates paths[0..n) taken together: a
  * column that is int64 in one and float64 in another is float64, as appending them would
  * make it. Intermediates without columns (mappers that output nothing) are left out; all

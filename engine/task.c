@@ -283,6 +283,23 @@ static mr_code task_map_start(task_mapping *m, mr_err *e)
     return m->out ? MR_OK : e->code;
 }
 
+/* Out to the partitions: by the job's partition function when it has one (with more than
+ * one reducer), else by the partition keys. */
+static mr_code task_map_route(task_mapping *m, const frame *f, mr_err *e)
+{
+    size_t n = frame_nrows(f);
+    if (m->nparts == 1 || n == 0 || !script_has(m->s, "partition")) return mapout_add(m->out, f, e);
+    uint32_t *part = malloc(n * sizeof *part);
+    MR_CHECK(part, e, MR_ENOMEM, "out of memory partitioning %zu rows", n);
+    script_task pt = *m->st;
+    pt.kind = "partition";
+    pt.emit_flush = NULL;
+    mr_code rc = script_run_partition(m->s, f, m->nparts, part, &pt, e);
+    if (rc == MR_OK) rc = mapout_add_assigned(m->out, f, part, e);
+    free(part);
+    return rc;
+}
+
 /* script_emit_fn: combine (the job's, then the declared reduce's partial aggregates) and
  * route one batch of map output. Takes rows. */
 static mr_code task_map_emit(void *ud, frame *rows, mr_err *e)
@@ -307,7 +324,7 @@ static mr_code task_map_emit(void *ud, frame *rows, mr_err *e)
         if (!partial) return mr_wrap(e, "combining map output: ");
         out = partial;
     }
-    mr_code rc = mapout_add(m->out, out, e);
+    mr_code rc = task_map_route(m, out, e);
     frame_free(out);
     return rc;
 }

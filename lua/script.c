@@ -1172,6 +1172,37 @@ done:
     return out;
 }
 
+/* What a call made from inside a running map (its emit_flush) must put back. */
+typedef struct call_nest {
+    script_task *outer;
+    int outer_emit;
+} call_nest;
+
+/* Begins t, or, run from a map's emit_flush, keeps the map's task begun (its state, time
+ * limit and frames) and gives the call only a ctx:emit of its own. */
+static void call_begin(script *s, script_task *t, call_nest *n)
+{
+    n->outer = s->task;
+    n->outer_emit = s->emit_ref;
+    if (n->outer) {
+        s->task = t;
+        s->emit_ref = LUA_NOREF;
+    } else {
+        task_begin(s, t);
+    }
+}
+
+static void call_end(script *s, const call_nest *n)
+{
+    if (!n->outer) {
+        task_end(s);
+        return;
+    }
+    if (s->emit_ref != LUA_NOREF) luaL_unref(s->L, LUA_REGISTRYINDEX, s->emit_ref);
+    s->task = n->outer;
+    s->emit_ref = n->outer_emit;
+}
+
 frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script_task *t,
                            mr_err *e)
 {
@@ -1179,21 +1210,14 @@ frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script
     int base, rc;
     frame *out = NULL;
     char fn_where[512];
+    call_nest nest;
     if (!s || !t || !fn || !input) {
         mr_fail(e, MR_EINVAL, "script_run_frame_fn: missing script, function name, input or task");
         return NULL;
     }
     L = s->L;
     base = lua_gettop(L);
-    /* run from a map's emit_flush: the map's task stays begun; only ctx:emit is its own */
-    script_task *outer = s->task;
-    int outer_emit = s->emit_ref;
-    if (outer) {
-        s->task = t;
-        s->emit_ref = LUA_NOREF;
-    } else {
-        task_begin(s, t);
-    }
+    call_begin(s, t, &nest);
     lua_pushcfunction(L, traceback);        /* base+1 */
     lframe_push_borrowed(L, input);         /* base+2 */
     if (!push_job_fn(s, fn, fn_where, sizeof fn_where)) { /* base+3 */
@@ -1216,14 +1240,61 @@ done:
      * run once per sub-partition would otherwise keep every call's frames until the
      * allocation-driven collection in lframe_push happens to run. */
     lua_gc(L, LUA_GCCOLLECT, 0);
-    if (outer) {
-        if (s->emit_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, s->emit_ref);
-        s->task = outer;
-        s->emit_ref = outer_emit;
-    } else {
-        task_end(s);
-    }
+    call_end(s, &nest);
     return out;
+}
+
+/* The reducer of each row from the array partition returned (at idx): 1..nparts. */
+static mr_code partition_result(script *s, int idx, size_t nrows, int nparts, uint32_t *part,
+                                const script_task *t, mr_err *e)
+{
+    lua_State *L = s->L;
+    MR_CHECK(lua_istable(L, idx), e, MR_ESCRIPT,
+             "%s task %d: partition returned a %s; return an array with the reducer (1..%d) "
+             "of every row", t->kind, t->index, luaL_typename(L, idx), nparts);
+    MR_CHECK(lua_objlen(L, idx) == nrows, e, MR_ESCRIPT,
+             "%s task %d: partition returned %zu values for %zu rows", t->kind, t->index,
+             (size_t)lua_objlen(L, idx), nrows);
+    for (size_t i = 0; i < nrows; i++) {
+        lua_rawgeti(L, idx, (int)i + 1);
+        lua_Number v = lua_tonumber(L, -1);
+        int ok = lua_type(L, -1) == LUA_TNUMBER && v >= 1 && v <= nparts && v == (lua_Number)(int)v;
+        lua_pop(L, 1);
+        MR_CHECK(ok, e, MR_ESCRIPT, "%s task %d: partition gave row %zu the reducer %.14g; "
+                 "reducers are 1..%d", t->kind, t->index, i + 1, v, nparts);
+        part[i] = (uint32_t)v - 1;
+    }
+    return MR_OK;
+}
+
+mr_code script_run_partition(script *s, const frame *input, int nparts, uint32_t *part,
+                             script_task *t, mr_err *e)
+{
+    lua_State *L = s->L;
+    int base = lua_gettop(L);
+    char fn_where[512];
+    call_nest nest;
+    call_begin(s, t, &nest);
+    lua_pushcfunction(L, traceback);        /* base+1 */
+    lframe_push_borrowed(L, input);         /* base+2 */
+    mr_code code = MR_OK;
+    if (!push_job_fn(s, "partition", fn_where, sizeof fn_where)) { /* base+3 */
+        code = mr_fail(e, MR_EINVAL, "%s has no partition function", s->path);
+    } else {
+        lua_pushvalue(L, base + 2);
+        lua_pushnumber(L, nparts);
+        push_ctx(s, t);
+        if (lua_pcall(L, 3, 1, base + 1) != 0) {
+            report_error(s, "partition", t, lua_tostring(L, -1), fn_where, e);
+            code = e->code;
+        } else {
+            code = partition_result(s, base + 3, frame_nrows(input), nparts, part, t, e);
+        }
+    }
+    lframe_release(L, base + 2);
+    lua_settop(L, base);
+    call_end(s, &nest);
+    return code;
 }
 
 void script_drain_counters(script *s, script_counter_fn fn, void *ud)

@@ -81,6 +81,12 @@ frame *script_run_map(script *s, script_task *t, mr_err *e);
  * task's map runs: the call then shares the map's Lua state, time limit and frames. */
 frame *script_run_frame_fn(script *s, const char *fn, const frame *input, script_task *t,
                            mr_err *e);
+/* partition(frame, nparts, ctx): the job's own routing of map output rows. Fills
+ * part[0..nrows) with each row's reducer, 0-based (the script returns them 1-based);
+ * MR_ESCRIPT for a script error or a value that is not a reducer number. May be called
+ * from emit_flush, like script_run_frame_fn. */
+mr_code script_run_partition(script *s, const frame *input, int nparts, uint32_t *part,
+                             script_task *t, mr_err *e);
 /* Calls fn for every ctx:count(name, n) total the script accumulated since the last call,
  * then resets them. */
 void script_drain_counters(script *s, script_counter_fn fn, void *ud);

@@ -78,3 +78,35 @@ expect_status 0 run "$TMP/j3.json"
 tail -q -n +2 "$TMP"/parts2/*.csv | awk -F, '{printf "%s,%s,%s,%.10g\n", $1, $2, $3, $4}' | sort >"$TMP/got3.csv"
 compare_numeric "$TMP/want.csv" "$TMP/got3.csv" "an empty mapper among 2 reducers"
 pass "a mapper with no output (no columns) among 2 reducers and the engine's combiner"
+
+# The job's own partition function routes rows: keys below key_1000 to reducer 1, the
+# rest to reducer 2; a reducer number out of range fails naming the row.
+cat >"$TMP/custom.lua" <<'LUA'
+return {
+  map = function(input, ctx) return input:frame() end,
+  partition = function(f, n, ctx)
+    local out = {}
+    for i, k in ipairs(f:column("k")) do out[i] = tonumber(k:sub(5)) < 1000 and 1 or 2 end
+    return out
+  end,
+  reduce = function(f, ctx)
+    return f:group_by("k"):agg{ n = count(), s = sum("v"), p90 = quantile("d", 0.9) }:sort_by("k")
+  end,
+}
+LUA
+rm -f "$TMP/in/empty.csv"
+mk custom.lua 2 csv parts4/ >"$TMP/j4.json"
+expect_status 0 run "$TMP/j4.json"
+p0=$(ls "$TMP"/parts4/* | head -1); p1=$(ls "$TMP"/parts4/* | tail -1)
+tail -n +2 "$p0" | awk -F, 'substr($1, 5) + 0 >= 1000 { bad = 1 } END { exit bad }' || fail "a key >= 1000 in the first part"
+tail -n +2 "$p1" | awk -F, 'substr($1, 5) + 0 < 1000 { bad = 1 } END { exit bad }' || fail "a key < 1000 in the second part"
+tail -q -n +2 "$TMP"/parts4/* | awk -F, '{printf "%s,%s,%s,%.10g\n", $1, $2, $3, $4}' | sort >"$TMP/got4.csv"
+compare_numeric "$TMP/want.csv" "$TMP/got4.csv" "a partition function over 2 reducers"
+pass "a Lua partition function decides each row's reducer; results equal sort+awk"
+
+sed 's/and 1 or 2/and 1 or 3/' "$TMP/custom.lua" >"$TMP/custom_bad.lua"
+mk custom_bad.lua 2 csv parts5/ >"$TMP/j5.json"
+expect_status 1 run "$TMP/j5.json"
+expect_in "$TMP/err.txt" "partition gave row [0-9]+ the reducer 3; reducers are 1..2" "out-of-range reducer named"
+[ ! -e "$TMP/parts5" ] || [ -z "$(ls "$TMP/parts5")" ] || fail "a failed job left output behind"
+pass "a partition function returning a reducer out of range fails naming the row"
