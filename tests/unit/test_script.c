@@ -1143,6 +1143,44 @@ START_TEST(test_emit_combine_nested)
 }
 END_TEST
 
+START_TEST(test_partition_fn)
+{
+    script *s = load_script("part.lua",
+        "return { map = function() end,\n"
+        "  partition = function(f, n, ctx)\n"
+        "    assert(ctx.kind == 'partition' and n == 3)\n"
+        "    local out = {}\n"
+        "    for i, id in ipairs(f:column('id')) do out[i] = id % 3 + 1 end\n"
+        "    if #f == 7 then return 5 end\n"
+        "    if #f == 8 then out[#out] = nil end\n"
+        "    if #f == 9 then out[2] = 4 end\n"
+        "    return out\n"
+        "  end }\n");
+    frame *f = make_frame(NROWS);
+    uint32_t part[NROWS];
+    script_task t;
+    capture c;
+    mr_err e;
+    task_init(&t, &c, "partition", NULL, NULL);
+    ck_assert_int_eq(script_run_partition(s, f, 3, part, &t, &e), MR_OK);
+    for (size_t i = 0; i < NROWS; i++) ck_assert_uint_eq(part[i], (uint32_t)((i + 1) % 3));
+    frame_free(f);
+    struct { size_t rows; const char *needle; } bad[] = {
+        {7, "partition returned a number"},
+        {8, "partition returned 7 values for 8 rows"},
+        {9, "partition gave row 2 the reducer 4; reducers are 1..3"},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        f = make_frame(bad[k].rows);
+        task_init(&t, &c, "partition", NULL, NULL);
+        ck_assert_int_eq(script_run_partition(s, f, 3, part, &t, &e), MR_ESCRIPT);
+        ck_assert_msg(strstr(e.msg, bad[k].needle) != NULL, "%s", e.msg);
+        frame_free(f);
+    }
+    script_free(s);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- errors */
 
 START_TEST(test_syntax_and_shape_errors)
@@ -1884,7 +1922,7 @@ static Suite *script_suite(void)
                        test_distinct, test_group_by_agg, test_agg_whole_frame_and_count, test_join,
                        test_borrowed_input_copy_on_write}},
         {"ctx", {test_ctx}},
-        {"emit_stream", {test_emit_streams, test_emit_combine_nested}},
+        {"emit_stream", {test_emit_streams, test_emit_combine_nested, test_partition_fn}},
         {"errors", {test_syntax_and_shape_errors, test_map_error_names_record,
                     test_bad_return_and_moved_frame}},
         {"strict", {test_strict_globals}},
