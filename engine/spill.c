@@ -2,9 +2,10 @@
  *
  * One level of the merge streams its sources (the reducer's intermediates, or one
  * partition of a spill file) into an accumulator frame in groupby_partial layout. When the
- * accumulator passes half the budget it is folded partial -> partial (groupby_merge with
- * the aggregates rewritten so that the output is again a partial frame); when folding does
- * not bring it under a quarter of the budget, the level switches to spilling: the
+ * accumulator passes a third of the budget it is folded partial -> partial (groupby_merge
+ * with the aggregates rewritten so that the output is again a partial frame; the fold's
+ * hash table and output take about as much again); when folding does not bring it under a
+ * sixth of the budget, the level switches to spilling: the
  * accumulator and every later row group are hash-partitioned into one spill file with
  * SPILL_FANOUT partitions, and each partition is then merged by a level of its own with a
  * different hash seed. Rows keep their input order within a partition, so FIRST keeps
@@ -338,7 +339,7 @@ static mr_code spill_level(spill_ctx *cx, const shuffle_source *src, int depth, 
     char path[PATH_MAX];
     path[0] = 0;
     uint64_t counts[SPILL_FANOUT] = {0};
-    uint64_t half = cx->budget / 2, keep = cx->fold ? cx->budget / 4 : cx->budget / 2;
+    uint64_t half = cx->budget / 3, keep = cx->fold ? cx->budget / 6 : cx->budget / 3;
     mr_code rc = MR_OK;
     /* Input files make a result (an empty one when none holds a row of the partition);
      * no files make none. */
