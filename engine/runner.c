@@ -226,6 +226,34 @@ static void runner_task_done(void *ud, int task, int attempt, const task_result 
     runner_progress(r, 0);
 }
 
+/* "big.csv 39 tasks, other.csv 4 tasks": the files that were split and their tasks (the
+ * plan keeps a file's splits next to each other), the first few of them. */
+static void runner_split_summary(const run *r, FILE *out)
+{
+    enum { SHOW = 4 };
+    size_t shown = 0, split_files = 0;
+    for (size_t i = 0; i < r->p.n;) {
+        size_t j = i + 1;
+        while (j < r->p.n && strcmp(r->p.inputs[j].uri, r->p.inputs[i].uri) == 0) j++;
+        if (j - i > 1) {
+            if (shown < SHOW) {
+                const char *name = strrchr(r->p.inputs[i].uri, '/');
+                fprintf(out, "%s%s %zu tasks", shown ? ", " : "  splits:  ",
+                        name ? name + 1 : r->p.inputs[i].uri, j - i);
+                shown++;
+            }
+            split_files++;
+        }
+        i = j;
+    }
+    if (split_files > shown) fprintf(out, ", and %zu more files", split_files - shown);
+    int mb = r->c->split_size >= 1048576;
+    if (shown)
+        fprintf(out, " (splitSize %.0f %s; %zu files whole)\n",
+                r->c->split_size / (mb ? 1048576.0 : 1024.0), mb ? "MB" : "KB",
+                r->p.files - split_files);
+}
+
 static void runner_summary(run *r, mr_code code, const mr_err *e)
 {
     if (r->o->quiet && code == MR_OK) return;
@@ -241,6 +269,7 @@ static void runner_summary(run *r, mr_code code, const mr_err *e)
                 r->p.n, r->p.files, (unsigned long long)r->records_in,
                 (unsigned long long)r->records_out, (double)r->bytes_in / 1e6, r->map_seconds,
                 r->resumed ? " (some tasks resumed)" : "");
+    if (r->c->mode != CONFIG_REDUCER_ONLY) runner_split_summary(r, out);
     if (r->c->mode == CONFIG_MAPPER_AND_REDUCER || r->c->mode == CONFIG_REDUCER_ONLY)
         fprintf(out, "  reduce:  %llu rows in, %llu rows out, %.2f s\n", (unsigned long long)r->reduce_in,
                 (unsigned long long)r->reduce_out, r->reduce_seconds);

@@ -51,6 +51,7 @@ pass "declarative group-by over 4 reducers equals sort+awk (keys sorted in each 
 mk fn.lua 3 json out/all.json 400000 >"$TMP/j2.json"
 expect_status 0 run "$TMP/j2.json"
 expect_in "$TMP/err.txt" "map: +[0-9]+ tasks over 3 files" "splits"
+expect_in "$TMP/err.txt" "splits: +p0.csv [2-9] tasks, p1.csv [2-9] tasks, p2.csv [2-9] tasks \(splitSize 391 KB; 0 files whole\)" "tasks per file"
 python3 - "$TMP/out/all.json" >"$TMP/got2.csv" <<'PY'
 import json, sys
 for r in json.load(open(sys.argv[1])):
