@@ -19,30 +19,23 @@
 #include "engine/frame.h"
 #include "engine/imf.h"
 #include "engine/ops.h"
+#include "tmpdir.h"
 
 #define EXPECT(cond, ...)                       \
     do {                                        \
         if (!(cond)) ck_abort_msg(__VA_ARGS__); \
     } while (0)
 
-static char tmpdir[256];
 static char scratch[300];
 
 static void tmp_setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_extsort_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tmpdir_make("test_extsort");
     snprintf(scratch, sizeof scratch, "%s/scratch", tmpdir);
     ck_assert_int_eq(mkdir(scratch, 0700), 0);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
-static void tmp_teardown(void) { nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+static void tmp_teardown(void) { tmpdir_remove(); }
 
 static int scratch_entries(void)
 {

@@ -20,6 +20,7 @@
 #include "engine/imf.h"
 #include "engine/mapout.h"
 #include "engine/shuffle.h"
+#include "tmpdir.h"
 
 /* Check's ck_assert costs a system call per passing check: this is for the loops. */
 #define EXPECT(cond, ...)                       \
@@ -29,27 +30,16 @@
 
 /* ---------------------------------------------------------------- fixtures */
 
-static char tmpdir[256];
 
 static size_t buffer_bytes;   /* mapout_create's: 0 (imf's default) unless a test sets it */
 
 static void tmp_setup(void)
 {
     buffer_bytes = 0;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_mapout_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tmpdir_make("test_mapout");
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
-static void tmp_teardown(void)
-{
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+static void tmp_teardown(void) { tmpdir_remove(); }
 
 static const char *tpath(const char *name)
 {

@@ -15,27 +15,17 @@
 #include "engine/frame.h"
 #include "engine/ops.h"
 #include "lua/script.h"
+#include "tmpdir.h"
 
 /* ---------------------------------------------------------------- fixtures */
 
-static char tmpdir[256];
 
 static void tmp_setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_script_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tmpdir_make("test_script");
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
-static void tmp_teardown(void)
-{
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+static void tmp_teardown(void) { tmpdir_remove(); }
 
 static char *tmp_path(const char *name)
 {

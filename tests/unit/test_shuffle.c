@@ -18,6 +18,7 @@
 #include "engine/imf.h"
 #include "engine/ops.h"
 #include "engine/shuffle.h"
+#include "tmpdir.h"
 
 /* An assertion for hot loops: Check's ck_assert records every passing check through its
  * message pipe, which costs a system call each time. */
@@ -28,24 +29,13 @@
 
 /* ---------------------------------------------------------------- fixtures */
 
-static char tmpdir[256];
 
 static void tmp_setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_shuffle_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tmpdir_make("test_shuffle");
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
-static void tmp_teardown(void)
-{
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+static void tmp_teardown(void) { tmpdir_remove(); }
 
 static int dir_entries(const char *dir)
 {

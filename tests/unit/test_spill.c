@@ -20,6 +20,7 @@
 #include "engine/ops.h"
 #include "engine/shuffle.h"
 #include "engine/spill.h"
+#include "tmpdir.h"
 
 /* An assertion for hot loops: Check's ck_assert records every passing check through its
  * message pipe, which costs a system call each time. */
@@ -30,27 +31,16 @@
 
 /* ---------------------------------------------------------------- fixtures */
 
-static char tmpdir[256];
 static char scratch[300];
 
 static void tmp_setup(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_spill_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    tmpdir_make("test_spill");
     snprintf(scratch, sizeof scratch, "%s/scratch", tmpdir);
     ck_assert_int_eq(mkdir(scratch, 0700), 0);
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb; (void)flag; (void)ftw;
-    return remove(p);
-}
-
-static void tmp_teardown(void)
-{
-    nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
+static void tmp_teardown(void) { tmpdir_remove(); }
 
 /* Entries in the scratch folder other than . and .. */
 static int scratch_entries(void)
