@@ -20,6 +20,7 @@
 #include "engine/imf.h"
 #include "engine/ops.h"
 #include "tmpdir.h"
+#include "testrng.h"
 
 #define EXPECT(cond, ...)                       \
     do {                                        \
@@ -49,14 +50,6 @@ static int scratch_entries(void)
     return n;
 }
 
-static uint64_t rng_state;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* Rows seq0.. with: k (int64, 50 values, 2% null), s (string, 300 values, some sharing
  * an 8-byte prefix), x (float64 with NaN and nulls), seq (int64, the row number). */

@@ -12,16 +12,8 @@
 #include "engine/frame.h"
 #include "engine/groupby.h"
 #include "engine/sketch.h"
+#include "testrng.h"
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 static double rnd01(void) { return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0); }
 
 /* ---- random input ----

@@ -9,16 +9,8 @@
 
 #include "engine/frame.h"
 #include "engine/join.h"
+#include "testrng.h"
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* Columns: id (int64 key, ~5% null), tag (string key, ~5% null), v (float64 payload),
  * plus a per-side payload name; `clash` is present on both sides. */

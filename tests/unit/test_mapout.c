@@ -21,6 +21,7 @@
 #include "engine/mapout.h"
 #include "engine/shuffle.h"
 #include "tmpdir.h"
+#include "testrng.h"
 
 /* Check's ck_assert costs a system call per passing check: this is for the loops. */
 #define EXPECT(cond, ...)                       \
@@ -88,15 +89,6 @@ static void assert_dir_only(const char *name)
                   names);
 }
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* ---------------------------------------------------------------- frames */
 

@@ -19,6 +19,7 @@
 #include "engine/ops.h"
 #include "engine/shuffle.h"
 #include "tmpdir.h"
+#include "testrng.h"
 
 /* An assertion for hot loops: Check's ck_assert records every passing check through its
  * message pipe, which costs a system call each time. */
@@ -49,15 +50,6 @@ static int dir_entries(const char *dir)
     return n;
 }
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 /* id: row number (unique); k: string key over nkeys values (~5% null); ik: int64 key
  * over nkeys values (~5% null); v: float64 payload. */

@@ -21,6 +21,7 @@
 #include "engine/shuffle.h"
 #include "engine/spill.h"
 #include "tmpdir.h"
+#include "testrng.h"
 
 /* An assertion for hot loops: Check's ck_assert records every passing check through its
  * message pipe, which costs a system call each time. */
@@ -57,15 +58,6 @@ static int scratch_entries(void)
 
 /* ---------------------------------------------------------------- random mapper input */
 
-static uint64_t rng_state;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 static double rnd01(void) { return (double)(rnd() >> 11) * (1.0 / 9007199254740992.0); }
 
 /* One mapper's raw rows. k: string key over nkeys values (~5% null); ik: int64 key over
