@@ -1543,7 +1543,6 @@ static frame *rd_frame_csv(reader *r, rd_fb *b, mr_err *e)
             rd_fb_reserve_range(r, b, start_off);
             reserved = 1;
         }
-        if (rd_frame_full(r, b)) break;
     }
     if (rd_fb_finish(b, e) != MR_OK) return NULL;
     frame *f = b->f;

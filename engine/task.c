@@ -383,6 +383,7 @@ static mr_code task_map(const config *c, script *s, const task_spec *t, task_res
 
     char *uri = task_intermediate_uri(t->run_dir, t->index);
     char *path = uri ? task_scratch_path(uri, "out.imf") : NULL;
+    if (!path) free(uri);
     MR_CHECK(path, e, MR_ENOMEM, "out of memory");
     task_mapping m = {c, s, &st, path, NULL, 0, t->nparts > 0 ? t->nparts : 1, NULL};
     m.nkeys = script_partition_keys(s, &m.keys);
@@ -458,7 +459,8 @@ static mr_code task_out_append(task_out *o, const frame *f, mr_err *e)
     return o->w ? writer_append(o->w, f, e) : imf_writer_add(o->imf, f, 0, e);
 }
 
-static mr_code task_out_sorted(void *ud, frame *batch, mr_err *e)
+/* extsort/spill emit callback: appends a batch to the task_out at ud and frees it. */
+static mr_code task_out_take(void *ud, frame *batch, mr_err *e)
 {
     mr_code code = task_out_append(ud, batch, e);
     frame_free(batch);
@@ -482,7 +484,7 @@ static mr_code task_out_commit(task_out *o, mr_err *e)
     if (o->order) {
         extsort *sorter = o->order;
         o->order = NULL;
-        mr_code code = extsort_finish(sorter, task_out_sorted, o, e);
+        mr_code code = extsort_finish(sorter, task_out_take, o, e);
         o->spilled = extsort_stats_of(sorter)->spilled_bytes;
         extsort_free(sorter);
         if (code != MR_OK) return mr_wrap(e, "order_by: ");
@@ -500,13 +502,6 @@ static void task_out_free(task_out *o)
     imf_writer_free(o->imf);
     if (o->imf_path && storage_is_remote(o->uri)) unlink(o->imf_path);
     free(o->imf_path);
-}
-
-static mr_code task_spill_emit(void *ud, frame *batch, mr_err *e)
-{
-    mr_code code = task_out_append(ud, batch, e);
-    frame_free(batch);
-    return code;
 }
 
 static void task_fetched_free(const task_spec *t, char **paths)
@@ -545,7 +540,7 @@ static mr_code task_reduce_declared(const config *c, const script_groupby *g,
     spill_stats st = {0};
     mr_code code = spill_groupby_merge((const char *const *)paths, t->ninputs, t->index,
                                        g->keys, g->nkeys, g->aggs, g->naggs, c->memory_budget,
-                                       task_scratch, task_spill_emit, o, &st, e);
+                                       task_scratch, task_out_take, o, &st, e);
     task_fetched_free(t, paths);
     r->spilled_bytes = st.spilled_bytes;
     r->records_in = st.rows_in;
@@ -562,7 +557,7 @@ static mr_code task_publish_sorted(const config *c, const ops_sort_key *keys, si
     extsort_stats st = {0};
     mr_code code = extsort_merge_files((const char *const *)paths, t->ninputs, -1, keys,
                                        nkeys, c->memory_budget, task_scratch,
-                                       task_spill_emit, o, &st, e);
+                                       task_out_take, o, &st, e);
     task_fetched_free(t, paths);
     r->spilled_bytes = st.spilled_bytes;
     r->records_in = st.rows;
@@ -617,6 +612,7 @@ static mr_code task_copy_rows(const task_spec *t, task_result *r, task_out *o, m
     int partition = t->kind == TASK_REDUCE ? t->index : -1;
     frame *schema = shuffle_schema((const char *const *)paths, t->ninputs, e);
     mr_code code = schema ? MR_OK : e->code;
+    int output_failed = 0;   /* the output's failure is not the intermediate's */
     for (size_t i = 0; code == MR_OK && i < t->ninputs; i++) {
         imf_reader *rd = imf_reader_open(paths[i], e);
         if (!rd) code = e->code;
@@ -625,18 +621,12 @@ static mr_code task_copy_rows(const task_spec *t, task_result *r, task_out *o, m
             if ((code = imf_reader_next(rd, partition, &g, e)) != MR_OK || !g) break;
             r->records_in += frame_nrows(g);
             code = shuffle_conform(schema, &g, e);
-            if (code == MR_OK) code = task_out_append(o, g, e);
+            if (code == MR_OK) output_failed = (code = task_out_append(o, g, e)) != MR_OK;
             frame_free(g);
-            if (code != MR_OK) {   /* the output's failure, not the intermediate's */
-                imf_reader_free(rd);
-                rd = NULL;
-                goto done;
-            }
         }
         imf_reader_free(rd);
-        if (code != MR_OK) mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
+        if (code != MR_OK && !output_failed) mr_wrap(e, "reading intermediate %s: ", t->inputs[i]);
     }
-done:
     /* nothing at all still makes an (empty) output */
     if (code == MR_OK && r->records_in == 0) code = task_out_append(o, schema, e);
     frame_free(schema);
