@@ -54,7 +54,7 @@ mr_code shuffle_add_assigned(imf_writer *w, const frame *f, const uint32_t *part
         for (size_t i = 0; i < n; i++) idx[start[part[i] + 1]++] = i;
     }
     for (int p = 0; code == MR_OK && p < nparts; p++) {
-        size_t lo = p ? start[p] : 0, hi = start[p + 1];
+        size_t lo = start[p], hi = start[p + 1];   /* start[0] stays 0 */
         if (hi == lo) continue;
         frame *sub = ops_take(f, idx + lo, hi - lo, e);
         code = sub ? imf_writer_add(w, sub, p, e) : e->code;

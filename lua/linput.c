@@ -232,6 +232,15 @@ static int in_records(lua_State *L)
     return 1;
 }
 
+/* Counts what the open reader read since it had handed out `before` records into the
+ * task's figures, and remembers the last record for error reports. */
+static void in_count(linput_ud *u, uint64_t before)
+{
+    u->t->records_in += reader_records(u->r) - before;
+    u->t->bytes_in = u->bytes_base + reader_bytes(u->r);
+    if (u->track) u->track->record = reader_records(u->r);
+}
+
 static int in_frame(lua_State *L)
 {
     linput_ud *u = in_check(L, 1);
@@ -242,9 +251,7 @@ static int in_frame(lua_State *L)
     t = u->t;
     mr_err_clear(&e);
     f = reader_frame(u->r, &e);
-    t->records_in += reader_records(u->r);
-    t->bytes_in = u->bytes_base + reader_bytes(u->r);
-    if (u->track) u->track->record = reader_records(u->r);
+    in_count(u, 0);
     if (!f && e.code == MR_ELIMIT && t->ropts && t->ropts->max_frame_bytes) {
         mr_wrap(&e, "input:frame(): ");
         size_t n = strlen(e.msg);
@@ -280,9 +287,7 @@ static int frames_iter(lua_State *L)
     uint64_t before = reader_records(u->r);
     mr_err_clear(&e);
     f = reader_frame_batch(u->r, rows, bytes, &e);
-    t->records_in += reader_records(u->r) - before;
-    t->bytes_in = u->bytes_base + reader_bytes(u->r);
-    if (u->track) u->track->record = reader_records(u->r);
+    in_count(u, before);
     if (!f) return in_fail(L, u, &e);
     if (frame_nrows(f) == 0) {
         frame_free(f);
